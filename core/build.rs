@@ -24,7 +24,11 @@ fn main() {
     let mut apis = Vec::new();
     let mut errors = Vec::new();
     for path in &files {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let text = fs::read_to_string(path).expect("read schema file");
         match schema::parse_api(&name, &text).and_then(|api| {
             let expected = format!("{}.msg", emit::snake(&api.name));
@@ -32,7 +36,8 @@ fn main() {
                 return Err(format!("{name}: API {} belongs in {expected}", api.name));
             }
             let code = emit::emit_api(&api)?;
-            fs::write(out.join(format!("{}.rs", emit::snake(&api.name))), code).expect("write generated api");
+            fs::write(out.join(format!("{}.rs", emit::snake(&api.name))), code)
+                .expect("write generated api");
             Ok(api)
         }) {
             Ok(api) => apis.push(api),

@@ -24,11 +24,12 @@ pub fn snake(name: &str) -> String {
 
 fn ident(name: &str) -> String {
     match name {
-        "type" | "match" | "ref" | "self" | "struct" | "enum" | "fn" | "mod" | "loop" | "move" | "use" | "where"
-        | "impl" | "in" | "as" | "async" | "await" | "box" | "const" | "crate" | "dyn" | "else" | "extern"
-        | "for" | "if" | "let" | "mut" | "pub" | "return" | "static" | "super" | "trait" | "true" | "false"
-        | "unsafe" | "while" | "yield" | "abstract" | "final" | "override" | "priv" | "try" | "virtual"
-        | "macro" | "typeof" | "unsized" | "become" | "do" | "gen" => format!("r#{name}"),
+        "type" | "match" | "ref" | "self" | "struct" | "enum" | "fn" | "mod" | "loop" | "move"
+        | "use" | "where" | "impl" | "in" | "as" | "async" | "await" | "box" | "const"
+        | "crate" | "dyn" | "else" | "extern" | "for" | "if" | "let" | "mut" | "pub" | "return"
+        | "static" | "super" | "trait" | "true" | "false" | "unsafe" | "while" | "yield"
+        | "abstract" | "final" | "override" | "priv" | "try" | "virtual" | "macro" | "typeof"
+        | "unsized" | "become" | "do" | "gen" => format!("r#{name}"),
         _ => name.to_string(),
     }
 }
@@ -75,7 +76,11 @@ fn base_rust(ty: &Ty) -> String {
 }
 
 fn field_rust(f: &Field) -> String {
-    if f.is_nullable_anywhere() { format!("Option<{}>", base_rust(&f.ty)) } else { base_rust(&f.ty) }
+    if f.is_nullable_anywhere() {
+        format!("Option<{}>", base_rust(&f.ty))
+    } else {
+        base_rust(&f.ty)
+    }
 }
 
 fn zero_expr(ty: &Ty) -> String {
@@ -94,7 +99,9 @@ fn zero_expr(ty: &Ty) -> String {
 fn default_expr(f: &Field) -> Result<String, String> {
     let nullable = f.is_nullable_anywhere();
     let wrap = |e: String| if nullable { format!("Some({e})") } else { e };
-    let Some(d) = f.default.as_deref() else { return Ok(wrap(zero_expr(&f.ty))) };
+    let Some(d) = f.default.as_deref() else {
+        return Ok(wrap(zero_expr(&f.ty)));
+    };
     let bad = || format!("line {}: default `{d}` does not fit the type", f.line);
     if d == "null" {
         return Ok("None".into());
@@ -126,7 +133,11 @@ fn dec_value(ty: &Ty) -> String {
         Ty::Prim(Prim::Bytes | Prim::Records) => "w::bytes(src, i, flex)".into(),
         Ty::Prim(p) => format!("w::{}(i)", prim_fn(*p)),
         Ty::Struct(s) => format!("{s}::decode(src, i, version)"),
-        Ty::Array(inner) => format!("w::array(i, flex, {}, |i| {})", min_size(inner), dec_value(inner)),
+        Ty::Array(inner) => format!(
+            "w::array(i, flex, {}, |i| {})",
+            min_size(inner),
+            dec_value(inner)
+        ),
     }
 }
 
@@ -136,7 +147,11 @@ fn dec_nullable(ty: &Ty) -> Result<String, String> {
         Ty::Prim(Prim::String) => "w::nullable_string(src, i, flex)".into(),
         Ty::Prim(Prim::Bytes | Prim::Records) => "w::nullable_bytes(src, i, flex)".into(),
         Ty::Struct(s) => format!("w::nullable_struct(i, |i| {s}::decode(src, i, version))"),
-        Ty::Array(inner) => format!("w::nullable_array(i, flex, {}, |i| {})", min_size(inner), dec_value(inner)),
+        Ty::Array(inner) => format!(
+            "w::nullable_array(i, flex, {}, |i| {})",
+            min_size(inner),
+            dec_value(inner)
+        ),
         Ty::Prim(p) => return Err(format!("a {p:?} cannot be nullable")),
     })
 }
@@ -152,7 +167,9 @@ fn prim_fn(p: Prim) -> &'static str {
         Prim::F64 => "f64",
         Prim::Bool => "boolean",
         Prim::Uuid => "uuid",
-        Prim::String | Prim::Bytes | Prim::Records => unreachable!("length-prefixed types have their own decoders"),
+        Prim::String | Prim::Bytes | Prim::Records => {
+            unreachable!("length-prefixed types have their own decoders")
+        }
     }
 }
 
@@ -195,14 +212,18 @@ fn enc_value(ty: &Ty, v: &str) -> String {
         Ty::Prim(p) => format!("w::put_{}(buf, *{v});", prim_fn(*p)),
         Ty::Struct(_) => format!("{v}.encode(buf, version)?;"),
         Ty::Array(inner) => {
-            format!("{{ let a = {v}; w::put_array_len(buf, a.len(), flex)?; for e in a {{ {} }} }}", enc_value(inner, "e"))
+            format!(
+                "{{ let a = {v}; w::put_array_len(buf, a.len(), flex)?; for e in a {{ {} }} }}",
+                enc_value(inner, "e")
+            )
         }
     }
 }
 
 fn enc_null(ty: &Ty) -> &'static str {
     match ty {
-        Ty::Prim(Prim::String) | Ty::Prim(Prim::Bytes | Prim::Records) | Ty::Array(_) => "w::put_null(buf, flex);",
+        Ty::Prim(Prim::String) => "w::put_null_string(buf, flex);",
+        Ty::Prim(Prim::Bytes | Prim::Records) | Ty::Array(_) => "w::put_null_bytes(buf, flex);",
         Ty::Struct(_) => "w::put_i8(buf, -1);",
         Ty::Prim(_) => "",
     }
@@ -246,8 +267,15 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
     writeln!(out, "#[derive(Clone, Debug, PartialEq)]").unwrap();
     writeln!(out, "pub struct {} {{", s.name).unwrap();
     for f in &s.fields {
-        let tag = f.tag.map(|t| format!(", tagged field {t}")).unwrap_or_default();
-        let null = if f.is_nullable_anywhere() { format!(", nullable {}", f.nullable.intersect(f.versions)) } else { String::new() };
+        let tag = f
+            .tag
+            .map(|t| format!(", tagged field {t}"))
+            .unwrap_or_default();
+        let null = if f.is_nullable_anywhere() {
+            format!(", nullable {}", f.nullable.intersect(f.versions))
+        } else {
+            String::new()
+        };
         writeln!(out, "    /// Versions {}{null}{tag}.", f.versions).unwrap();
         writeln!(out, "    pub {}: {},", ident(&f.name), field_rust(f)).unwrap();
     }
@@ -259,21 +287,48 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
 
     // Default.
     writeln!(out, "#[allow(clippy::derivable_impls)]").unwrap();
-    writeln!(out, "impl Default for {} {{\n    fn default() -> Self {{\n        Self {{", s.name).unwrap();
+    writeln!(
+        out,
+        "impl Default for {} {{\n    fn default() -> Self {{\n        Self {{",
+        s.name
+    )
+    .unwrap();
     for f in &s.fields {
-        writeln!(out, "            {}: {},", ident(&f.name), default_expr(f).map_err(err)?).unwrap();
+        writeln!(
+            out,
+            "            {}: {},",
+            ident(&f.name),
+            default_expr(f).map_err(err)?
+        )
+        .unwrap();
     }
     if has_flex {
         writeln!(out, "            unknown_tagged_fields: Vec::new(),").unwrap();
     }
     writeln!(out, "        }}\n    }}\n}}\n").unwrap();
 
-    writeln!(out, "#[allow(clippy::bool_comparison, clippy::partialeq_to_none, clippy::collapsible_if)]").unwrap();
+    writeln!(
+        out,
+        "#[allow(clippy::bool_comparison, clippy::partialeq_to_none, clippy::collapsible_if)]"
+    )
+    .unwrap();
     writeln!(out, "impl {} {{", s.name).unwrap();
     // Decode.
-    writeln!(out, "    /// Decodes this struct at `version`, which the caller has checked is supported.").unwrap();
-    writeln!(out, "    #[allow(unused_variables, unused_mut, clippy::needless_late_init)]").unwrap();
-    writeln!(out, "    pub fn decode<'a>(src: &Src<'_>, i: &'a [u8], version: i16) -> PResult<'a, Self> {{").unwrap();
+    writeln!(
+        out,
+        "    /// Decodes this struct at `version`, which the caller has checked is supported."
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "    #[allow(unused_variables, unused_mut, clippy::needless_late_init)]"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "    pub fn decode<'a>(src: &Src<'_>, i: &'a [u8], version: i16) -> PResult<'a, Self> {{"
+    )
+    .unwrap();
     writeln!(out, "        let flex = is_flexible(version);").unwrap();
     writeln!(out, "        let mut i = i;").unwrap();
     writeln!(out, "        let mut this = Self::default();").unwrap();
@@ -293,27 +348,35 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
         writeln!(out, "            (i, count) = w::uvarint(i)?;").unwrap();
         writeln!(out, "            for _ in 0..count {{").unwrap();
         writeln!(out, "                let (tag, data);").unwrap();
-        writeln!(out, "                (i, (tag, data)) = w::tagged_field(i)?;").unwrap();
+        writeln!(
+            out,
+            "                (i, (tag, data)) = w::tagged_field(i)?;"
+        )
+        .unwrap();
         let known: Vec<&Field> = s.fields.iter().filter(|f| f.tag.is_some()).collect();
         if known.is_empty() {
             writeln!(out, "                this.unknown_tagged_fields.push(RawTaggedField {{ tag, data: src.slice(data) }});").unwrap();
             writeln!(out, "            }}\n        }}").unwrap();
         } else {
-        writeln!(out, "                match tag {{").unwrap();
-        for f in s.fields.iter().filter(|f| f.tag.is_some()) {
-            let c = cond(f.versions, all);
-            let guard = if c == "true" { String::new() } else { format!(" if {c}") };
-            writeln!(
-                out,
-                "                    {}{guard} => this.{} = w::exact(data, |i| {})?,",
-                f.tag.unwrap_or_default(),
-                ident(&f.name),
-                dec_field(f, all).map_err(err)?
-            )
-            .unwrap();
-        }
-        writeln!(out, "                    _ => this.unknown_tagged_fields.push(RawTaggedField {{ tag, data: src.slice(data) }}),").unwrap();
-        writeln!(out, "                }}\n            }}\n        }}").unwrap();
+            writeln!(out, "                match tag {{").unwrap();
+            for f in s.fields.iter().filter(|f| f.tag.is_some()) {
+                let c = cond(f.versions, all);
+                let guard = if c == "true" {
+                    String::new()
+                } else {
+                    format!(" if {c}")
+                };
+                writeln!(
+                    out,
+                    "                    {}{guard} => this.{} = w::exact(data, |i| {})?,",
+                    f.tag.unwrap_or_default(),
+                    ident(&f.name),
+                    dec_field(f, all).map_err(err)?
+                )
+                .unwrap();
+            }
+            writeln!(out, "                    _ => this.unknown_tagged_fields.push(RawTaggedField {{ tag, data: src.slice(data) }}),").unwrap();
+            writeln!(out, "                }}\n            }}\n        }}").unwrap();
         }
     }
     writeln!(out, "        Ok((i, this))\n    }}\n").unwrap();
@@ -321,7 +384,11 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
     // Encode.
     writeln!(out, "    /// Encodes this struct at `version` into `buf`.").unwrap();
     writeln!(out, "    #[allow(unused_variables, unused_mut)]").unwrap();
-    writeln!(out, "    pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {{").unwrap();
+    writeln!(
+        out,
+        "    pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {{"
+    )
+    .unwrap();
     writeln!(out, "        let flex = is_flexible(version);").unwrap();
     for f in s.fields.iter().filter(|f| f.tag.is_none()) {
         let c = cond(f.versions, all);
@@ -334,7 +401,11 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
     }
     if has_flex {
         writeln!(out, "        if flex {{").unwrap();
-        writeln!(out, "            let mut tagged = w::TaggedWriter::default();").unwrap();
+        writeln!(
+            out,
+            "            let mut tagged = w::TaggedWriter::default();"
+        )
+        .unwrap();
         let mut tagged: Vec<&Field> = s.fields.iter().filter(|f| f.tag.is_some()).collect();
         tagged.sort_by_key(|f| f.tag);
         for f in tagged {
@@ -349,25 +420,53 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
             )
             .unwrap();
         }
-        writeln!(out, "            tagged.finish(buf, &self.unknown_tagged_fields)?;").unwrap();
+        writeln!(
+            out,
+            "            tagged.finish(buf, &self.unknown_tagged_fields)?;"
+        )
+        .unwrap();
         writeln!(out, "        }}").unwrap();
     }
     writeln!(out, "        Ok(())\n    }}").unwrap();
 
     if is_top {
-        writeln!(out, "\n    /// Decodes a whole message body at `version`; bytes left over are an error.").unwrap();
-        writeln!(out, "    pub fn decode_body(body: &Bytes, version: i16) -> Result<Self, CodecError> {{").unwrap();
+        writeln!(
+            out,
+            "\n    /// Decodes a whole message body at `version`; bytes left over are an error."
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "    pub fn decode_body(body: &Bytes, version: i16) -> Result<Self, CodecError> {{"
+        )
+        .unwrap();
         writeln!(out, "        check_version(version)?;").unwrap();
-        writeln!(out, "        w::complete(body, |src, i| Self::decode(src, i, version))").unwrap();
+        writeln!(
+            out,
+            "        w::complete(body, |src, i| Self::decode(src, i, version))"
+        )
+        .unwrap();
         writeln!(out, "    }}").unwrap();
     }
 
     // Random values for property tests: every field outside `version` keeps its default, so a
     // random value survives encode -> decode unchanged.
-    writeln!(out, "\n    /// A random value valid at `version` (fields outside it keep their defaults).").unwrap();
+    writeln!(
+        out,
+        "\n    /// A random value valid at `version` (fields outside it keep their defaults)."
+    )
+    .unwrap();
     writeln!(out, "    #[cfg(any(test, feature = \"testing\"))]").unwrap();
-    writeln!(out, "    #[allow(unused_variables, clippy::needless_update)]").unwrap();
-    writeln!(out, "    pub fn random(g: &mut crate::codec::testing::Gen, version: i16) -> Self {{").unwrap();
+    writeln!(
+        out,
+        "    #[allow(unused_variables, clippy::needless_update)]"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "    pub fn random(g: &mut crate::codec::testing::Gen, version: i16) -> Self {{"
+    )
+    .unwrap();
     writeln!(out, "        let mut this = Self::default();").unwrap();
     for f in &s.fields {
         let c = cond(f.versions, all);
@@ -378,7 +477,12 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
         } else {
             value
         };
-        writeln!(out, "        if {c} {{ this.{} = {value}; }}", ident(&f.name)).unwrap();
+        writeln!(
+            out,
+            "        if {c} {{ this.{} = {value}; }}",
+            ident(&f.name)
+        )
+        .unwrap();
     }
     if has_flex {
         writeln!(out, "        if is_flexible(version) {{ this.unknown_tagged_fields = g.unknown_tagged_fields(); }}").unwrap();
@@ -391,81 +495,184 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
 /// The generated module of one API (included by `core/src/api/<name>.rs`).
 pub fn emit_api(api: &Api) -> Result<String, String> {
     let mut out = String::new();
-    let flex = if api.flexible.is_empty() { "let _ = version; false".to_string() } else { format!("version >= {}", api.flexible.min) };
-    writeln!(out, "// Generated by core/build.rs from core/schema/{}: do not edit.", api.file).unwrap();
+    let flex = if api.flexible.is_empty() {
+        "let _ = version; false".to_string()
+    } else {
+        format!("version >= {}", api.flexible.min)
+    };
+    writeln!(
+        out,
+        "// Generated by core/build.rs from core/schema/{}: do not edit.",
+        api.file
+    )
+    .unwrap();
     writeln!(out, "#[allow(unused_imports)]\nuse crate::codec::wire::{{self as w, KStr, PResult, RawTaggedField, Src, Uuid}};").unwrap();
-    writeln!(out, "#[allow(unused_imports)]\nuse crate::codec::CodecError;").unwrap();
-    writeln!(out, "#[allow(unused_imports)]\nuse bytes::{{Bytes, BytesMut}};\n").unwrap();
+    writeln!(
+        out,
+        "#[allow(unused_imports)]\nuse crate::codec::CodecError;"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "#[allow(unused_imports)]\nuse bytes::{{Bytes, BytesMut}};\n"
+    )
+    .unwrap();
     writeln!(out, "/// The Kafka API key of {}.", api.name).unwrap();
     writeln!(out, "pub const API_KEY: i16 = {};", api.key).unwrap();
     writeln!(out, "/// Versions Kelp decodes and encodes.").unwrap();
     writeln!(out, "pub const VERSIONS: crate::codec::VersionRange = crate::codec::VersionRange {{ min: {}, max: {} }};", api.versions.min, api.versions.max).unwrap();
-    writeln!(out, "/// Whether `version` uses compact types and tagged fields.").unwrap();
+    writeln!(
+        out,
+        "/// Whether `version` uses compact types and tagged fields."
+    )
+    .unwrap();
     writeln!(out, "#[allow(unused_comparisons)]\npub const fn is_flexible(version: i16) -> bool {{ {flex} }}\n").unwrap();
-    writeln!(out, "fn check_version(version: i16) -> Result<(), CodecError> {{").unwrap();
+    writeln!(
+        out,
+        "fn check_version(version: i16) -> Result<(), CodecError> {{"
+    )
+    .unwrap();
     writeln!(out, "    if VERSIONS.contains(version) {{ Ok(()) }} else {{ Err(CodecError::UnsupportedVersion {{ api_key: API_KEY, version }}) }}\n}}\n").unwrap();
     for (side, structs) in [("request", &api.request), ("response", &api.response)] {
         writeln!(out, "/// Types of the {} {side}.", api.name).unwrap();
-        writeln!(out, "pub mod {side} {{\n#[allow(unused_imports)]\nuse super::*;\n").unwrap();
+        writeln!(
+            out,
+            "pub mod {side} {{\n#[allow(unused_imports)]\nuse super::*;\n"
+        )
+        .unwrap();
         for (n, s) in structs.iter().enumerate() {
             emit_struct(&mut out, s, api, n == 0)?;
         }
         writeln!(out, "}}\n").unwrap();
     }
-    writeln!(out, "pub use request::{}Request;\npub use response::{}Response;", api.name, api.name).unwrap();
+    writeln!(
+        out,
+        "pub use request::{}Request;\npub use response::{}Response;",
+        api.name, api.name
+    )
+    .unwrap();
     Ok(out)
 }
 
 /// The table of every API: `ApiKey`, its properties, and the `RequestBody` / `ResponseBody` enums.
 pub fn emit_table(apis: &[Api]) -> String {
     let mut out = String::new();
-    writeln!(out, "// Generated by core/build.rs from core/schema/*.msg: do not edit.\n").unwrap();
+    writeln!(
+        out,
+        "// Generated by core/build.rs from core/schema/*.msg: do not edit.\n"
+    )
+    .unwrap();
     writeln!(out, "/// Every Kafka API Kelp speaks.").unwrap();
-    writeln!(out, "#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum ApiKey {{").unwrap();
+    writeln!(
+        out,
+        "#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum ApiKey {{"
+    )
+    .unwrap();
     for a in apis {
         writeln!(out, "    /// Key {}.\n    {} = {},", a.key, a.name, a.key).unwrap();
     }
     writeln!(out, "}}\n\nimpl ApiKey {{").unwrap();
-    writeln!(out, "    /// Every API, in order of key.\n    pub const ALL: [ApiKey; {}] = [{}];", apis.len(), apis.iter().map(|a| format!("ApiKey::{}", a.name)).collect::<Vec<_>>().join(", ")).unwrap();
+    writeln!(
+        out,
+        "    /// Every API, in order of key.\n    pub const ALL: [ApiKey; {}] = [{}];",
+        apis.len(),
+        apis.iter()
+            .map(|a| format!("ApiKey::{}", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .unwrap();
     writeln!(out, "    /// The API with this key, if Kelp speaks it.\n    pub const fn from_code(code: i16) -> Option<ApiKey> {{\n        match code {{").unwrap();
     for a in apis {
         writeln!(out, "            {} => Some(ApiKey::{}),", a.key, a.name).unwrap();
     }
     writeln!(out, "            _ => None,\n        }}\n    }}").unwrap();
-    writeln!(out, "    /// The wire key.\n    pub const fn code(self) -> i16 {{ self as i16 }}").unwrap();
+    writeln!(
+        out,
+        "    /// The wire key.\n    pub const fn code(self) -> i16 {{ self as i16 }}"
+    )
+    .unwrap();
     let per = |out: &mut String, doc: &str, sig: &str, f: &dyn Fn(&Api) -> String| {
-        writeln!(out, "    /// {doc}\n    pub const fn {sig} {{\n        match self {{").unwrap();
+        writeln!(
+            out,
+            "    /// {doc}\n    pub const fn {sig} {{\n        match self {{"
+        )
+        .unwrap();
         for a in apis {
             writeln!(out, "            ApiKey::{} => {},", a.name, f(a)).unwrap();
         }
         writeln!(out, "        }}\n    }}").unwrap();
     };
-    per(&mut out, "The protocol's name of the API.", "name(self) -> &'static str", &|a| format!("\"{}\"", a.name));
-    per(&mut out, "Versions Kelp decodes and encodes.", "versions(self) -> VersionRange", &|a| format!("{}::VERSIONS", snake(&a.name)));
+    per(
+        &mut out,
+        "The protocol's name of the API.",
+        "name(self) -> &'static str",
+        &|a| format!("\"{}\"", a.name),
+    );
+    per(
+        &mut out,
+        "Versions Kelp decodes and encodes.",
+        "versions(self) -> VersionRange",
+        &|a| format!("{}::VERSIONS", snake(&a.name)),
+    );
     per(
         &mut out,
         "Versions advertised in ApiVersions (may start lower than `versions`, see KAFKA-18659).",
         "advertised(self) -> VersionRange",
-        &|a| format!("VersionRange {{ min: {}, max: {} }}", a.advertise_min, a.versions.max),
+        &|a| {
+            format!(
+                "VersionRange {{ min: {}, max: {} }}",
+                a.advertise_min, a.versions.max
+            )
+        },
     );
-    per(&mut out, "Whether `version` of this API uses compact types and tagged fields.", "is_flexible(self, version: i16) -> bool", &|a| {
-        format!("{}::is_flexible(version)", snake(&a.name))
-    });
+    per(
+        &mut out,
+        "Whether `version` of this API uses compact types and tagged fields.",
+        "is_flexible(self, version: i16) -> bool",
+        &|a| format!("{}::is_flexible(version)", snake(&a.name)),
+    );
     writeln!(out, "}}\n").unwrap();
 
     for (side, suffix) in [("RequestBody", "Request"), ("ResponseBody", "Response")] {
-        writeln!(out, "/// The body of any {} Kelp speaks.", suffix.to_lowercase()).unwrap();
-        writeln!(out, "#[derive(Clone, Debug, PartialEq)]\npub enum {side} {{").unwrap();
+        writeln!(
+            out,
+            "/// The body of any {} Kelp speaks.",
+            suffix.to_lowercase()
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "#[derive(Clone, Debug, PartialEq)]\npub enum {side} {{"
+        )
+        .unwrap();
         for a in apis {
-            writeln!(out, "    /// {}.\n    {}({}::{}{suffix}),", a.name, a.name, snake(&a.name), a.name).unwrap();
+            writeln!(
+                out,
+                "    /// {}.\n    {}({}::{}{suffix}),",
+                a.name,
+                a.name,
+                snake(&a.name),
+                a.name
+            )
+            .unwrap();
         }
         writeln!(out, "}}\n\nimpl {side} {{").unwrap();
         writeln!(out, "    /// The API this body belongs to.\n    pub fn api_key(&self) -> ApiKey {{\n        match self {{").unwrap();
         for a in apis {
-            writeln!(out, "            {side}::{}(_) => ApiKey::{},", a.name, a.name).unwrap();
+            writeln!(
+                out,
+                "            {side}::{}(_) => ApiKey::{},",
+                a.name, a.name
+            )
+            .unwrap();
         }
         writeln!(out, "        }}\n    }}").unwrap();
-        writeln!(out, "    /// Decodes the body of `api` at `version` (checked against the supported range).").unwrap();
+        writeln!(
+            out,
+            "    /// Decodes the body of `api` at `version` (checked against the supported range)."
+        )
+        .unwrap();
         writeln!(out, "    pub fn decode<'a>(api: ApiKey, version: i16, src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Self> {{").unwrap();
         writeln!(out, "        if !api.versions().contains(version) {{\n            return Err(nom::Err::Failure(CodecError::UnsupportedVersion {{ api_key: api.code(), version }}));\n        }}").unwrap();
         writeln!(out, "        match api {{").unwrap();
@@ -478,14 +685,29 @@ pub fn emit_table(apis: &[Api]) -> String {
         writeln!(out, "        if !self.api_key().versions().contains(version) {{\n            return Err(CodecError::UnsupportedVersion {{ api_key: self.api_key().code(), version }});\n        }}").unwrap();
         writeln!(out, "        match self {{").unwrap();
         for a in apis {
-            writeln!(out, "            {side}::{}(b) => b.encode(buf, version),", a.name).unwrap();
+            writeln!(
+                out,
+                "            {side}::{}(b) => b.encode(buf, version),",
+                a.name
+            )
+            .unwrap();
         }
         writeln!(out, "        }}\n    }}").unwrap();
-        writeln!(out, "    /// A random body of `api` valid at `version`, for property tests.").unwrap();
+        writeln!(
+            out,
+            "    /// A random body of `api` valid at `version`, for property tests."
+        )
+        .unwrap();
         writeln!(out, "    #[cfg(any(test, feature = \"testing\"))]").unwrap();
         writeln!(out, "    pub fn random(api: ApiKey, g: &mut crate::codec::testing::Gen, version: i16) -> Self {{\n        match api {{").unwrap();
         for a in apis {
-            writeln!(out, "            ApiKey::{n} => {side}::{n}({m}::{n}{suffix}::random(g, version)),", n = a.name, m = snake(&a.name)).unwrap();
+            writeln!(
+                out,
+                "            ApiKey::{n} => {side}::{n}({m}::{n}{suffix}::random(g, version)),",
+                n = a.name,
+                m = snake(&a.name)
+            )
+            .unwrap();
         }
         writeln!(out, "        }}\n    }}").unwrap();
         writeln!(out, "}}\n").unwrap();

@@ -15,11 +15,20 @@ impl Versions {
     pub const NONE: Versions = Versions { min: 1, max: 0 };
 
     pub fn parse(text: &str) -> Result<Versions, String> {
-        let num = |s: &str| s.parse::<i16>().map_err(|_| format!("bad version `{text}`"));
+        let num = |s: &str| {
+            s.parse::<i16>()
+                .map_err(|_| format!("bad version `{text}`"))
+        };
         if let Some(min) = text.strip_suffix('+') {
-            Ok(Versions { min: num(min)?, max: i16::MAX })
+            Ok(Versions {
+                min: num(min)?,
+                max: i16::MAX,
+            })
         } else if let Some((a, b)) = text.split_once('-') {
-            Ok(Versions { min: num(a)?, max: num(b)? })
+            Ok(Versions {
+                min: num(a)?,
+                max: num(b)?,
+            })
         } else {
             let v = num(text)?;
             Ok(Versions { min: v, max: v })
@@ -31,7 +40,10 @@ impl Versions {
     }
 
     pub fn intersect(self, other: Versions) -> Versions {
-        Versions { min: self.min.max(other.min), max: self.max.min(other.max) }
+        Versions {
+            min: self.min.max(other.min),
+            max: self.max.min(other.max),
+        }
     }
 
     pub fn contains_all(self, other: Versions) -> bool {
@@ -41,7 +53,11 @@ impl Versions {
 
 impl fmt::Display for Versions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.max == i16::MAX { write!(f, "{}+", self.min) } else { write!(f, "{}-{}", self.min, self.max) }
+        if self.max == i16::MAX {
+            write!(f, "{}+", self.min)
+        } else {
+            write!(f, "{}-{}", self.min, self.max)
+        }
     }
 }
 
@@ -163,7 +179,11 @@ pub fn parse_api(file: &str, text: &str) -> Result<Api, String> {
             return Err(err(i + 1, "indent by two spaces".into()));
         }
         let words = split_words(trimmed).map_err(|m| err(i + 1, m))?;
-        lines.push(Line { no: i + 1, indent: indent / 2, words });
+        lines.push(Line {
+            no: i + 1,
+            indent: indent / 2,
+            words,
+        });
     }
 
     let mut key = None;
@@ -185,20 +205,35 @@ pub fn parse_api(file: &str, text: &str) -> Result<Api, String> {
         }
         match l.words.as_slice() {
             ["api", k, n] => {
-                key = Some(k.parse::<i16>().map_err(|_| err(l.no, "bad api key".into()))?);
+                key = Some(
+                    k.parse::<i16>()
+                        .map_err(|_| err(l.no, "bad api key".into()))?,
+                );
                 name = Some(n.to_string());
             }
             ["versions", v] => versions = Some(Versions::parse(v).map_err(|m| err(l.no, m))?),
             ["flexible", "none"] => flexible = Versions::NONE,
             ["flexible", v] => flexible = Versions::parse(v).map_err(|m| err(l.no, m))?,
             ["advertise-min", v] => {
-                advertise_min = Some(v.parse::<i16>().map_err(|_| err(l.no, "bad version".into()))?)
+                advertise_min = Some(
+                    v.parse::<i16>()
+                        .map_err(|_| err(l.no, "bad version".into()))?,
+                )
             }
             ["request"] => sections.push((Side::Request, String::new(), body_start, body_end)),
             ["response"] => sections.push((Side::Response, String::new(), body_start, body_end)),
-            ["struct", s, "request"] => sections.push((Side::Request, s.to_string(), body_start, body_end)),
-            ["struct", s, "response"] => sections.push((Side::Response, s.to_string(), body_start, body_end)),
-            _ => return Err(err(l.no, format!("unknown directive `{}`", l.words.join(" ")))),
+            ["struct", s, "request"] => {
+                sections.push((Side::Request, s.to_string(), body_start, body_end))
+            }
+            ["struct", s, "response"] => {
+                sections.push((Side::Response, s.to_string(), body_start, body_end))
+            }
+            _ => {
+                return Err(err(
+                    l.no,
+                    format!("unknown directive `{}`", l.words.join(" ")),
+                ));
+            }
         }
         if !matches!(l.words[0], "request" | "response" | "struct") && body_end != body_start {
             return Err(err(lines[body_start].no, "unexpected indented line".into()));
@@ -220,7 +255,14 @@ pub fn parse_api(file: &str, text: &str) -> Result<Api, String> {
     };
     for side in [Side::Request, Side::Response] {
         let mut structs = Vec::new();
-        let top_name = format!("{name}{}", if side == Side::Request { "Request" } else { "Response" });
+        let top_name = format!(
+            "{name}{}",
+            if side == Side::Request {
+                "Request"
+            } else {
+                "Response"
+            }
+        );
         let mut seen_top = false;
         for (s, sname, start, end) in &sections {
             if *s != side {
@@ -237,10 +279,20 @@ pub fn parse_api(file: &str, text: &str) -> Result<Api, String> {
             };
             let mut pos = *start;
             let fields = parse_fields(file, &lines, &mut pos, *end, 1, versions, &mut structs)?;
-            structs.push(StructDef { name: sname, fields });
+            structs.push(StructDef {
+                name: sname,
+                fields,
+            });
         }
         if !seen_top {
-            return Err(format!("{file}: missing `{}` section", if side == Side::Request { "request" } else { "response" }));
+            return Err(format!(
+                "{file}: missing `{}` section",
+                if side == Side::Request {
+                    "request"
+                } else {
+                    "response"
+                }
+            ));
         }
         // Top-level struct first, then the others in order of definition.
         let top = structs.iter().position(|s| s.name == top_name).unwrap_or(0);
@@ -275,7 +327,10 @@ fn parse_fields(
             [n, t, ..] => (n.to_string(), *t),
             _ => return Err(err("a field needs a name and a type".into())),
         };
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return Err(err(format!("field name `{name}` is not snake_case")));
         }
         let ty = parse_ty(ty_text).ok_or_else(|| err(format!("unknown type `{ty_text}`")))?;
@@ -287,11 +342,17 @@ fn parse_fields(
             if w.starts_with(|c: char| c.is_ascii_digit()) {
                 versions = Versions::parse(w).map_err(&err)?.intersect(parent);
             } else if *w == "nullable" {
-                nullable = Versions { min: 0, max: i16::MAX };
+                nullable = Versions {
+                    min: 0,
+                    max: i16::MAX,
+                };
             } else if let Some(v) = w.strip_prefix("nullable=") {
                 nullable = Versions::parse(v).map_err(&err)?;
             } else if let Some(t) = w.strip_prefix("tag=") {
-                tag = Some(t.parse::<u32>().map_err(|_| err(format!("bad tag `{t}`")))?);
+                tag = Some(
+                    t.parse::<u32>()
+                        .map_err(|_| err(format!("bad tag `{t}`")))?,
+                );
             } else if let Some(d) = w.strip_prefix("default=") {
                 default = Some(d.to_string());
             } else {
@@ -310,14 +371,26 @@ fn parse_fields(
             Ty::Prim(_) => None,
         };
         if has_children {
-            let sname = struct_name.ok_or_else(|| err("only struct types take indented fields".into()))?;
+            let sname =
+                struct_name.ok_or_else(|| err("only struct types take indented fields".into()))?;
             let children = parse_fields(file, lines, pos, end, depth + 1, versions, structs)?;
             if structs.iter().any(|s| s.name == sname) {
                 return Err(err(format!("struct `{sname}` defined twice")));
             }
-            structs.push(StructDef { name: sname, fields: children });
+            structs.push(StructDef {
+                name: sname,
+                fields: children,
+            });
         }
-        fields.push(Field { name, ty, versions, nullable, tag, default, line: l.no });
+        fields.push(Field {
+            name,
+            ty,
+            versions,
+            nullable,
+            tag,
+            default,
+            line: l.no,
+        });
     }
     Ok(fields)
 }
@@ -329,7 +402,9 @@ fn parse_ty(text: &str) -> Option<Ty> {
     if let Some(p) = Prim::parse(text) {
         return Some(Ty::Prim(p));
     }
-    if text.starts_with(|c: char| c.is_ascii_uppercase()) && text.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if text.starts_with(|c: char| c.is_ascii_uppercase())
+        && text.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Some(Ty::Struct(text.to_string()));
     }
     None
@@ -375,7 +450,10 @@ fn check_structs(file: &str, structs: &[StructDef], flexible: Versions) -> Resul
                 }
                 tags.push(tag);
                 if !flexible.contains_all(f.versions) {
-                    return Err(err(format!("tagged field outside the flexible versions ({})", f.versions)));
+                    return Err(err(format!(
+                        "tagged field outside the flexible versions ({})",
+                        f.versions
+                    )));
                 }
             }
             if f.default.as_deref() == Some("null") && !f.is_nullable_anywhere() {

@@ -95,6 +95,9 @@ c_kcat() {
 c_franz_go() {
   run_capture franz-go bash -c "cd '$HERE/clients/franz-go' && timeout 600 go run . '$BOOT'"
 }
+c_franz_go_kip848() {
+  run_capture franz-go-kip848 bash -c "cd '$HERE/clients/franz-go' && timeout 600 go run . '$BOOT' consumer"
+}
 c_sarama() {
   run_capture sarama bash -c "cd '$HERE/clients/sarama' && timeout 600 go run . '$BOOT'"
 }
@@ -109,7 +112,7 @@ c_kafkajs() {
   run_capture kafkajs timeout 300 node "$d/golden.js" "$BOOT"
 }
 
-ALL=(java java-kip848 librdkafka librdkafka-kip848 kcat franz-go kafka-python sarama kafkajs)
+ALL=(java java-kip848 librdkafka librdkafka-kip848 kcat franz-go franz-go-kip848 kafka-python sarama kafkajs)
 CLIENTS=("$@"); [ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=("${ALL[@]}")
 
 setup_venv

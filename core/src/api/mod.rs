@@ -41,3 +41,6 @@ pub mod sasl_handshake;
 pub mod sync_group;
 
 include!(concat!(env!("OUT_DIR"), "/api/api_table.rs"));
+
+#[cfg(test)]
+mod tests;

@@ -37,14 +37,19 @@ impl FrameDecoder {
     /// After an error the stream cannot be resynchronised: the caller closes the connection.
     /// When a frame is incomplete, `buf` is grown (once) to hold it, so reads can fill it in place.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        let Some(prefix) = buf.get(..4) else { return Ok(None) };
+        let Some(prefix) = buf.get(..4) else {
+            return Ok(None);
+        };
         let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         if size < 0 {
             return Err(CodecError::NegativeFrameSize(size));
         }
         let size = size as usize;
         if size > self.max_frame_size {
-            return Err(CodecError::FrameTooLarge { size: size as u64, limit: self.max_frame_size });
+            return Err(CodecError::FrameTooLarge {
+                size: size as u64,
+                limit: self.max_frame_size,
+            });
         }
         if buf.len() < 4 + size {
             buf.reserve(4 + size - buf.len());
@@ -56,7 +61,10 @@ impl FrameDecoder {
 }
 
 /// Appends one frame to `out`: reserves the size prefix, lets `body` write, then fills the prefix in.
-pub fn encode_frame<E>(out: &mut BytesMut, body: impl FnOnce(&mut BytesMut) -> Result<(), E>) -> Result<(), E>
+pub fn encode_frame<E>(
+    out: &mut BytesMut,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E>
 where
     E: From<CodecError>,
 {
@@ -82,7 +90,10 @@ mod tests {
         let mut buf = BytesMut::from(&[0, 0, 0, 3, 1, 2][..]);
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(&[3, 0, 0, 0, 0]);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(&[1, 2, 3]));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(&[1, 2, 3])
+        );
         assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::new());
         assert_eq!(d.decode(&mut buf).unwrap(), None);
     }
@@ -92,7 +103,10 @@ mod tests {
         let d = FrameDecoder::new(16);
         let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff][..]);
         let cap = buf.capacity();
-        assert!(matches!(d.decode(&mut buf), Err(CodecError::FrameTooLarge { .. })));
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
         assert_eq!(buf.capacity(), cap);
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
         assert_eq!(d.decode(&mut buf), Err(CodecError::NegativeFrameSize(-2)));

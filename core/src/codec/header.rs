@@ -42,7 +42,11 @@ impl RequestPrefix {
         let (i, api_key) = w::i16(frame).map_err(finish_err)?;
         let (i, api_version) = w::i16(i).map_err(finish_err)?;
         let (_, correlation_id) = w::i32(i).map_err(finish_err)?;
-        Ok(RequestPrefix { api_key, api_version, correlation_id })
+        Ok(RequestPrefix {
+            api_key,
+            api_version,
+            correlation_id,
+        })
     }
 }
 
@@ -53,7 +57,11 @@ pub fn request_header_version(api: ApiKey, version: i16) -> i16 {
 
 /// The response header version used by `version` of `api`.
 pub fn response_header_version(api: ApiKey, version: i16) -> i16 {
-    if api != ApiKey::ApiVersions && api.is_flexible(version) { 1 } else { 0 }
+    if api != ApiKey::ApiVersions && api.is_flexible(version) {
+        1
+    } else {
+        0
+    }
 }
 
 impl RequestHeader {
@@ -70,10 +78,22 @@ impl RequestHeader {
             for _ in 0..count {
                 let (tag, data);
                 (i, (tag, data)) = w::tagged_field(i)?;
-                unknown_tagged_fields.push(RawTaggedField { tag, data: src.slice(data) });
+                unknown_tagged_fields.push(RawTaggedField {
+                    tag,
+                    data: src.slice(data),
+                });
             }
         }
-        Ok((i, RequestHeader { api_key, api_version, correlation_id, client_id, unknown_tagged_fields }))
+        Ok((
+            i,
+            RequestHeader {
+                api_key,
+                api_version,
+                correlation_id,
+                client_id,
+                unknown_tagged_fields,
+            },
+        ))
     }
 
     /// Encodes the header at `header_version` (1 or 2).
@@ -83,7 +103,7 @@ impl RequestHeader {
         w::put_i32(buf, self.correlation_id);
         match &self.client_id {
             Some(id) => w::put_string(buf, id, false)?,
-            None => w::put_null(buf, false),
+            None => w::put_null_string(buf, false),
         }
         if header_version >= 2 {
             w::TaggedWriter::default().finish(buf, &self.unknown_tagged_fields)?;
@@ -112,10 +132,19 @@ impl ResponseHeader {
             for _ in 0..count {
                 let (tag, data);
                 (i, (tag, data)) = w::tagged_field(i)?;
-                unknown_tagged_fields.push(RawTaggedField { tag, data: src.slice(data) });
+                unknown_tagged_fields.push(RawTaggedField {
+                    tag,
+                    data: src.slice(data),
+                });
             }
         }
-        Ok((i, ResponseHeader { correlation_id, unknown_tagged_fields }))
+        Ok((
+            i,
+            ResponseHeader {
+                correlation_id,
+                unknown_tagged_fields,
+            },
+        ))
     }
 
     /// Encodes the header at `header_version` (0 or 1).
@@ -144,12 +173,17 @@ impl Request {
     /// answer with the right Kafka error using [`RequestPrefix::peek`].
     pub fn decode(frame: &Bytes) -> Result<Request, CodecError> {
         let prefix = RequestPrefix::peek(frame)?;
-        let api = ApiKey::from_code(prefix.api_key).ok_or(CodecError::UnknownApiKey(prefix.api_key))?;
+        let api =
+            ApiKey::from_code(prefix.api_key).ok_or(CodecError::UnknownApiKey(prefix.api_key))?;
         if !api.versions().contains(prefix.api_version) {
-            return Err(CodecError::UnsupportedVersion { api_key: prefix.api_key, version: prefix.api_version });
+            return Err(CodecError::UnsupportedVersion {
+                api_key: prefix.api_key,
+                version: prefix.api_version,
+            });
         }
         w::complete(frame, |src, i| {
-            let (i, header) = RequestHeader::decode(src, i, request_header_version(api, prefix.api_version))?;
+            let (i, header) =
+                RequestHeader::decode(src, i, request_header_version(api, prefix.api_version))?;
             let (i, body) = RequestBody::decode(api, prefix.api_version, src, i)?;
             Ok((i, Request { header, body }))
         })
@@ -159,7 +193,8 @@ impl Request {
     pub fn encode(&self, buf: &mut BytesMut) -> Result<(), CodecError> {
         let api = self.body.api_key();
         let version = self.header.api_version;
-        self.header.encode(buf, request_header_version(api, version))?;
+        self.header
+            .encode(buf, request_header_version(api, version))?;
         self.body.encode(buf, version)
     }
 }
@@ -177,7 +212,8 @@ impl Response {
     /// Decodes a response frame to a request of `api` at `version` (responses do not name their API).
     pub fn decode(frame: &Bytes, api: ApiKey, version: i16) -> Result<Response, CodecError> {
         w::complete(frame, |src, i| {
-            let (i, header) = ResponseHeader::decode(src, i, response_header_version(api, version))?;
+            let (i, header) =
+                ResponseHeader::decode(src, i, response_header_version(api, version))?;
             let (i, body) = ResponseBody::decode(api, version, src, i)?;
             Ok((i, Response { header, body }))
         })
@@ -185,7 +221,8 @@ impl Response {
 
     /// Encodes header and body (without the size prefix) for `version`.
     pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {
-        self.header.encode(buf, response_header_version(self.body.api_key(), version))?;
+        self.header
+            .encode(buf, response_header_version(self.body.api_key(), version))?;
         self.body.encode(buf, version)
     }
 }

@@ -16,7 +16,10 @@ pub struct Gen {
 impl Gen {
     /// A generator for `seed`; the same seed gives the same values.
     pub fn new(seed: u64) -> Gen {
-        Gen { state: seed ^ 0x9e37_79b9_7f4a_7c15, depth: 0 }
+        Gen {
+            state: seed ^ 0x9e37_79b9_7f4a_7c15,
+            depth: 0,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -92,7 +95,10 @@ impl Gen {
 
     pub fn bytes(&mut self) -> Bytes {
         let len = self.below(24) as usize;
-        (0..len).map(|_| self.next() as u8).collect::<Vec<u8>>().into()
+        (0..len)
+            .map(|_| self.next() as u8)
+            .collect::<Vec<u8>>()
+            .into()
     }
 
     /// A short vector; nested arrays get shorter so messages stay small.
@@ -108,6 +114,11 @@ impl Gen {
     /// Sometimes one or two tagged fields with tags no schema uses, in ascending order.
     pub fn unknown_tagged_fields(&mut self) -> Vec<RawTaggedField> {
         let n = if self.one_in(4) { self.below(3) } else { 0 };
-        (0..n).map(|k| RawTaggedField { tag: 10_000 + k as u32 * 7, data: self.bytes() }).collect()
+        (0..n)
+            .map(|k| RawTaggedField {
+                tag: 10_000 + k as u32 * 7,
+                data: self.bytes(),
+            })
+            .collect()
     }
 }

@@ -47,7 +47,10 @@ impl<'b> Src<'b> {
 }
 
 /// Runs `parser` over the whole of `body` and fails if bytes are left over.
-pub fn complete<T>(body: &Bytes, parser: impl for<'a> FnOnce(&Src<'_>, &'a [u8]) -> PResult<'a, T>) -> Result<T, CodecError> {
+pub fn complete<T>(
+    body: &Bytes,
+    parser: impl for<'a> FnOnce(&Src<'_>, &'a [u8]) -> PResult<'a, T>,
+) -> Result<T, CodecError> {
     let src = Src::new(body);
     match parser(&src, body) {
         Ok(([], value)) => Ok(value),
@@ -58,9 +61,16 @@ pub fn complete<T>(body: &Bytes, parser: impl for<'a> FnOnce(&Src<'_>, &'a [u8])
 }
 
 /// Decodes a tagged field's value, which must use its whole declared size.
-pub fn exact<'a, T>(data: &'a [u8], parser: impl FnOnce(&'a [u8]) -> PResult<'a, T>) -> Result<T, nom::Err<CodecError>> {
+pub fn exact<'a, T>(
+    data: &'a [u8],
+    parser: impl FnOnce(&'a [u8]) -> PResult<'a, T>,
+) -> Result<T, nom::Err<CodecError>> {
     let (rest, value) = parser(data)?;
-    if rest.is_empty() { Ok(value) } else { Err(fail(CodecError::TrailingBytes(rest.len()))) }
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(fail(CodecError::TrailingBytes(rest.len())))
+    }
 }
 
 fn fail(e: CodecError) -> nom::Err<CodecError> {
@@ -201,7 +211,9 @@ pub fn boolean(i: &[u8]) -> PResult<'_, bool> {
 }
 /// UUID.
 pub fn uuid(i: &[u8]) -> PResult<'_, Uuid> {
-    take(16usize).map(|b: &[u8]| Uuid(b.try_into().unwrap_or([0; 16]))).parse(i)
+    take(16usize)
+        .map(|b: &[u8]| Uuid(b.try_into().unwrap_or([0; 16])))
+        .parse(i)
 }
 
 // ---- variable-length integers ----
@@ -218,7 +230,11 @@ pub fn uvarint(i: &[u8]) -> PResult<'_, u32> {
             return Ok((&i[n + 1..], value));
         }
     }
-    Err(fail(if i.len() >= 5 { CodecError::VarintOverflow } else { CodecError::Truncated }))
+    Err(fail(if i.len() >= 5 {
+        CodecError::VarintOverflow
+    } else {
+        CodecError::Truncated
+    }))
 }
 
 /// An unsigned varint of up to 64 bits (at most 10 bytes).
@@ -233,7 +249,11 @@ pub fn uvarlong(i: &[u8]) -> PResult<'_, u64> {
             return Ok((&i[n + 1..], value));
         }
     }
-    Err(fail(if i.len() >= 10 { CodecError::VarintOverflow } else { CodecError::Truncated }))
+    Err(fail(if i.len() >= 10 {
+        CodecError::VarintOverflow
+    } else {
+        CodecError::Truncated
+    }))
 }
 
 /// VARINT (zig-zag, 32 bits).
@@ -265,7 +285,10 @@ fn length(i: &[u8], flex: bool, wide: bool) -> PResult<'_, Option<usize>> {
     match len {
         -1 => Ok((rest, None)),
         n if n < 0 => Err(fail(CodecError::InvalidLength(n))),
-        n if n as u64 > rest.len() as u64 => Err(fail(CodecError::LengthExceedsInput { len: n as u64, left: rest.len() })),
+        n if n as u64 > rest.len() as u64 => Err(fail(CodecError::LengthExceedsInput {
+            len: n as u64,
+            left: rest.len(),
+        })),
         n => Ok((rest, Some(n as usize))),
     }
 }
@@ -327,7 +350,10 @@ pub fn nullable_array<'a, T>(
     // The count cannot promise more elements than the bytes left can hold.
     let count = count as u64;
     if count.saturating_mul(min_size.max(1) as u64) > i.len() as u64 {
-        return Err(fail(CodecError::LengthExceedsInput { len: count, left: i.len() }));
+        return Err(fail(CodecError::LengthExceedsInput {
+            len: count,
+            left: i.len(),
+        }));
     }
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -349,7 +375,10 @@ pub fn array<'a, T>(
 }
 
 /// A nullable struct: an INT8 marker (-1 null, 1 present) before the struct.
-pub fn nullable_struct<'a, T>(i: &'a [u8], body: impl FnOnce(&'a [u8]) -> PResult<'a, T>) -> PResult<'a, Option<T>> {
+pub fn nullable_struct<'a, T>(
+    i: &'a [u8],
+    body: impl FnOnce(&'a [u8]) -> PResult<'a, T>,
+) -> PResult<'a, Option<T>> {
     let (i, marker) = i8(i)?;
     if marker < 0 {
         return Ok((i, None));
@@ -363,7 +392,10 @@ pub fn tagged_field(i: &[u8]) -> PResult<'_, (u32, &[u8])> {
     let (i, tag) = uvarint(i)?;
     let (i, size) = uvarint(i)?;
     if size as usize > i.len() {
-        return Err(fail(CodecError::LengthExceedsInput { len: u64::from(size), left: i.len() }));
+        return Err(fail(CodecError::LengthExceedsInput {
+            len: u64::from(size),
+            left: i.len(),
+        }));
     }
     let (data, rest) = i.split_at(size as usize);
     Ok((rest, (tag, data)))
@@ -446,9 +478,14 @@ pub fn varlong_len(v: i64) -> usize {
     uvarint_len(((v << 1) ^ (v >> 63)) as u64)
 }
 
-/// Writes the null marker of a string, bytes or array field.
-pub fn put_null(buf: &mut BytesMut, flex: bool) {
+/// Writes the null marker of a string (INT16 -1 when not flexible).
+pub fn put_null_string(buf: &mut BytesMut, flex: bool) {
     if flex { buf.put_u8(0) } else { buf.put_i16(-1) }
+}
+
+/// Writes the null marker of a bytes, records or array field (INT32 -1 when not flexible).
+pub fn put_null_bytes(buf: &mut BytesMut, flex: bool) {
+    if flex { buf.put_u8(0) } else { buf.put_i32(-1) }
 }
 
 fn put_len(buf: &mut BytesMut, len: usize, flex: bool, max: usize) -> Result<(), CodecError> {
@@ -467,14 +504,32 @@ fn put_len(buf: &mut BytesMut, len: usize, flex: bool, max: usize) -> Result<(),
 
 /// Writes a (COMPACT_)STRING.
 pub fn put_string(buf: &mut BytesMut, v: &KStr, flex: bool) -> Result<(), CodecError> {
-    put_len(buf, v.len(), flex, if flex { u32::MAX as usize - 1 } else { i16::MAX as usize })?;
+    put_len(
+        buf,
+        v.len(),
+        flex,
+        if flex {
+            u32::MAX as usize - 1
+        } else {
+            i16::MAX as usize
+        },
+    )?;
     buf.put_slice(v.as_bytes());
     Ok(())
 }
 
 /// Writes (COMPACT_)BYTES (also RECORDS).
 pub fn put_bytes(buf: &mut BytesMut, v: &Bytes, flex: bool) -> Result<(), CodecError> {
-    put_len(buf, v.len(), flex, if flex { u32::MAX as usize - 1 } else { i32::MAX as usize })?;
+    put_len(
+        buf,
+        v.len(),
+        flex,
+        if flex {
+            u32::MAX as usize - 1
+        } else {
+            i32::MAX as usize
+        },
+    )?;
     buf.put_slice(v);
     Ok(())
 }
@@ -507,9 +562,16 @@ impl TaggedWriter {
     }
 
     /// Writes the count and every field in ascending tag order.
-    pub fn finish(mut self, buf: &mut BytesMut, unknown: &[RawTaggedField]) -> Result<(), CodecError> {
+    pub fn finish(
+        mut self,
+        buf: &mut BytesMut,
+        unknown: &[RawTaggedField],
+    ) -> Result<(), CodecError> {
         let total = self.fields.len() + unknown.len();
-        put_uvarint(buf, u32::try_from(total).map_err(|_| CodecError::TooLongToEncode(total))?);
+        put_uvarint(
+            buf,
+            u32::try_from(total).map_err(|_| CodecError::TooLongToEncode(total))?,
+        );
         if unknown.is_empty() {
             // Known fields are started in ascending tag order by the generated code.
             for (tag, data) in &self.fields {
@@ -517,7 +579,8 @@ impl TaggedWriter {
             }
             return Ok(());
         }
-        self.fields.extend(unknown.iter().map(|u| (u.tag, BytesMut::from(&u.data[..]))));
+        self.fields
+            .extend(unknown.iter().map(|u| (u.tag, BytesMut::from(&u.data[..]))));
         self.fields.sort_by_key(|(tag, _)| *tag);
         for (tag, data) in &self.fields {
             put_tagged(buf, *tag, data)?;
@@ -528,7 +591,10 @@ impl TaggedWriter {
 
 fn put_tagged(buf: &mut BytesMut, tag: u32, data: &[u8]) -> Result<(), CodecError> {
     put_uvarint(buf, tag);
-    put_uvarint(buf, u32::try_from(data.len()).map_err(|_| CodecError::TooLongToEncode(data.len()))?);
+    put_uvarint(
+        buf,
+        u32::try_from(data.len()).map_err(|_| CodecError::TooLongToEncode(data.len()))?,
+    );
     buf.put_slice(data);
     Ok(())
 }
@@ -560,11 +626,20 @@ mod tests {
     fn lengths_are_checked_before_use() {
         let frame = Bytes::from_static(&[0x7f, 0xff, b'a']);
         let src = Src::new(&frame);
-        assert!(matches!(string(&src, &frame, false), Err(nom::Err::Failure(CodecError::LengthExceedsInput { .. }))));
+        assert!(matches!(
+            string(&src, &frame, false),
+            Err(nom::Err::Failure(CodecError::LengthExceedsInput { .. }))
+        ));
         let neg = Bytes::from_static(&[0xff, 0xfe]);
-        assert!(matches!(nullable_string(&Src::new(&neg), &neg, false), Err(nom::Err::Failure(CodecError::InvalidLength(-2)))));
+        assert!(matches!(
+            nullable_string(&Src::new(&neg), &neg, false),
+            Err(nom::Err::Failure(CodecError::InvalidLength(-2)))
+        ));
         let null = Bytes::from_static(&[0xff, 0xff]);
-        assert_eq!(nullable_string(&Src::new(&null), &null, false).unwrap().1, None);
+        assert_eq!(
+            nullable_string(&Src::new(&null), &null, false).unwrap().1,
+            None
+        );
         assert!(string(&Src::new(&null), &null, false).is_err());
         // An array count far beyond the input is refused before any allocation.
         let huge = [0x7f, 0xff, 0xff, 0xff, 0, 0];
