@@ -459,7 +459,7 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
     writeln!(out, "    #[cfg(any(test, feature = \"testing\"))]").unwrap();
     writeln!(
         out,
-        "    #[allow(unused_variables, clippy::needless_update)]"
+        "    #[allow(unused_variables, clippy::field_reassign_with_default)]"
     )
     .unwrap();
     writeln!(
@@ -473,16 +473,21 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
         let value = rnd_value(&f.ty);
         let value = if f.is_nullable_anywhere() {
             let n = cond(f.nullable.intersect(f.versions), all);
-            format!("if ({n}) && g.one_in(4) {{ None }} else {{ Some({value}) }}")
+            let n = if n == "true" {
+                String::new()
+            } else {
+                format!("({n}) && ")
+            };
+            format!("if {n}g.one_in(4) {{ None }} else {{ Some({value}) }}")
         } else {
             value
         };
-        writeln!(
-            out,
-            "        if {c} {{ this.{} = {value}; }}",
-            ident(&f.name)
-        )
-        .unwrap();
+        let assign = format!("this.{} = {value};", ident(&f.name));
+        if c == "true" {
+            writeln!(out, "        {assign}").unwrap();
+        } else {
+            writeln!(out, "        if {c} {{ {assign} }}").unwrap();
+        }
     }
     if has_flex {
         writeln!(out, "        if is_flexible(version) {{ this.unknown_tagged_fields = g.unknown_tagged_fields(); }}").unwrap();

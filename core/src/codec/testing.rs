@@ -33,7 +33,7 @@ impl Gen {
 
     /// True once in `n` draws.
     pub fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn below(&mut self, n: u64) -> u64 {
