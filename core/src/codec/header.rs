@@ -171,6 +171,12 @@ impl Request {
     ///
     /// An unknown API key or an unsupported version is reported as such, so that the caller can
     /// answer with the right Kafka error using [`RequestPrefix::peek`].
+    ///
+    /// Bytes after the body are ignored, as Apache Kafka ignores them: librdkafka 2.x sends three
+    /// extra bytes after its "all topics" Metadata v13 request, and a strict parser would refuse it.
+    ///
+    /// Bytes after the body are ignored, as Apache Kafka ignores them: librdkafka 2.x sends three
+    /// extra bytes after its "all topics" Metadata v13 request, and a strict parser would refuse it.
     pub fn decode(frame: &Bytes) -> Result<Request, CodecError> {
         let prefix = RequestPrefix::peek(frame)?;
         let api =
@@ -181,12 +187,12 @@ impl Request {
                 version: prefix.api_version,
             });
         }
-        w::complete(frame, |src, i| {
-            let (i, header) =
-                RequestHeader::decode(src, i, request_header_version(api, prefix.api_version))?;
-            let (i, body) = RequestBody::decode(api, prefix.api_version, src, i)?;
-            Ok((i, Request { header, body }))
-        })
+        let src = Src::new(frame);
+        let header_version = request_header_version(api, prefix.api_version);
+        let (i, header) = RequestHeader::decode(&src, frame, header_version).map_err(finish_err)?;
+        let (_ignored, body) =
+            RequestBody::decode(api, prefix.api_version, &src, i).map_err(finish_err)?;
+        Ok(Request { header, body })
     }
 
     /// Encodes header and body (without the size prefix) at the header's version.
