@@ -346,11 +346,15 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
         writeln!(out, "        if flex {{").unwrap();
         writeln!(out, "            let count;").unwrap();
         writeln!(out, "            (i, count) = w::uvarint(i)?;").unwrap();
-        writeln!(out, "            for _ in 0..count {{").unwrap();
+        writeln!(
+            out,
+            "            let mut last = None;\n            for _ in 0..count {{"
+        )
+        .unwrap();
         writeln!(out, "                let (tag, data);").unwrap();
         writeln!(
             out,
-            "                (i, (tag, data)) = w::tagged_field(i)?;"
+            "                (i, (tag, data)) = w::tagged_field(i, &mut last)?;"
         )
         .unwrap();
         let known: Vec<&Field> = s.fields.iter().filter(|f| f.tag.is_some()).collect();

@@ -63,20 +63,36 @@ fn fixtures() -> Vec<(PathBuf, String, String, i16)> {
     out
 }
 
+/// With `KELP_FUZZ_SEEDS=DIR` set, the fixtures also seed the fuzz corpora (see `fuzz/run.sh`).
+fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    if let Some(dir) = std::env::var_os("KELP_FUZZ_SEEDS") {
+        let dir = Path::new(&dir).join(target);
+        std::fs::create_dir_all(&dir).expect("create seed dir");
+        std::fs::write(dir.join(name), bytes).expect("write seed");
+    }
+}
+
 fn check_batches(records: &Option<Bytes>, what: &str, partial_tail_ok: bool) -> usize {
     let Some(records) = records else { return 0 };
     let mut count = 0;
-    for batch in Batches::new(records.clone()) {
+    for (n, batch) in Batches::new(records.clone()).enumerate() {
         let batch = match batch {
             Ok(b) => b,
             // A fetch response may end in a partial batch (the broker cuts at max_bytes).
             Err(_) if partial_tail_ok => break,
             Err(e) => panic!("{what}: {e}"),
         };
-        for record in batch
+        // Mode byte 1: the fuzz target recomputes CRCs of mutated batches.
+        let seed: Vec<u8> = [1u8].iter().chain(batch.bytes().iter()).copied().collect();
+        write_seed(
+            "record_batch",
+            &format!("{}-{n}", what.replace('/', "-")),
+            &seed,
+        );
+        let records = batch
             .records(64 << 20)
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
-        {
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        for record in records.iter() {
             let record = record.unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(
                 record.headers.iter().count(),
@@ -109,6 +125,7 @@ fn real_client_bytes_decode_and_reencode_identically() {
         };
         let what = format!("{client}/{stem}");
         let req = Bytes::from(std::fs::read(dir.join(format!("{stem}.req"))).expect("read .req"));
+        write_seed("request", &format!("{client}-{stem}"), &req);
         match Request::decode(&req) {
             Ok(decoded) => {
                 let mut again = BytesMut::new();
@@ -137,6 +154,15 @@ fn real_client_bytes_decode_and_reencode_identically() {
         }
         if let Ok(resp) = std::fs::read(dir.join(format!("{stem}.resp"))) {
             let resp = Bytes::from(resp);
+            let seed: Vec<u8> = api
+                .code()
+                .to_be_bytes()
+                .iter()
+                .chain(&version.to_be_bytes())
+                .chain(resp.iter())
+                .copied()
+                .collect();
+            write_seed("response", &format!("{client}-{stem}"), &seed);
             match Response::decode(&resp, api, *version) {
                 Ok(decoded) => {
                     let mut again = BytesMut::new();

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     for batch in Batches::new(bytes.freeze()) {
         let Ok(batch) = batch else { break };
         let Ok(records) = batch.records(1 << 20) else { continue };
-        for record in records {
+        for record in records.iter() {
             let Ok(record) = record else { break };
             for header in record.headers.iter() {
                 std::hint::black_box(header);

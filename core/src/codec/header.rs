@@ -75,9 +75,10 @@ impl RequestHeader {
         if header_version >= 2 {
             let count;
             (i, count) = w::uvarint(i)?;
+            let mut last = None;
             for _ in 0..count {
                 let (tag, data);
-                (i, (tag, data)) = w::tagged_field(i)?;
+                (i, (tag, data)) = w::tagged_field(i, &mut last)?;
                 unknown_tagged_fields.push(RawTaggedField {
                     tag,
                     data: src.slice(data),
@@ -129,9 +130,10 @@ impl ResponseHeader {
         if header_version >= 1 {
             let count;
             (i, count) = w::uvarint(i)?;
+            let mut last = None;
             for _ in 0..count {
                 let (tag, data);
-                (i, (tag, data)) = w::tagged_field(i)?;
+                (i, (tag, data)) = w::tagged_field(i, &mut last)?;
                 unknown_tagged_fields.push(RawTaggedField {
                     tag,
                     data: src.slice(data),

@@ -60,6 +60,9 @@ pub enum CodecError {
     /// Bytes left after a message or a tagged field.
     #[error("{0} unexpected bytes after the message")]
     TrailingBytes(usize),
+    /// A tagged field repeated or out of ascending order.
+    #[error("tagged field {0} repeated or out of order")]
+    TaggedFieldOrder(u32),
     /// An API key Kelp does not speak.
     #[error("unknown API key {0}")]
     UnknownApiKey(i16),

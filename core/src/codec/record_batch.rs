@@ -193,9 +193,7 @@ impl RecordBatch {
             .decompress(&payload, max_decompressed)?;
         Ok(Records {
             data,
-            pos: 0,
-            left: self.header.record_count,
-            failed: false,
+            count: self.header.record_count,
         })
     }
 }
@@ -246,18 +244,20 @@ impl Iterator for Batches {
     }
 }
 
-/// A record header: key and optional value, slices of the batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
+/// A record header: key and optional value, borrowed from the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
     /// The header key (UTF-8 by convention; not validated, as in Kafka).
-    pub key: Bytes,
+    pub key: &'a [u8],
     /// The value, or `None` for null.
-    pub value: Option<Bytes>,
+    pub value: Option<&'a [u8]>,
 }
 
-/// One record, decoded lazily; every field is a slice of the batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+/// One record, borrowed from its batch's (decompressed) bytes: decoding allocates nothing and touches
+/// no reference count. [`Records::slice`] turns a field into zero-copy `Bytes` when one must outlive
+/// the borrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
     /// Record attributes (unused by Kafka today).
     pub attributes: i8,
     /// Timestamp minus the batch's base timestamp.
@@ -265,42 +265,43 @@ pub struct Record {
     /// Offset minus the batch's base offset.
     pub offset_delta: i32,
     /// The key, or `None` for null.
-    pub key: Option<Bytes>,
+    pub key: Option<&'a [u8]>,
     /// The value, or `None` for null (a tombstone).
-    pub value: Option<Bytes>,
+    pub value: Option<&'a [u8]>,
     /// The headers, still encoded.
-    pub headers: RecordHeaders,
+    pub headers: RecordHeaders<'a>,
 }
 
 /// A record's headers, decoded on iteration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordHeaders {
-    data: Bytes,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeaders<'a> {
+    data: &'a [u8],
     count: i32,
 }
 
-impl RecordHeaders {
+impl<'a> RecordHeaders<'a> {
     /// Number of headers.
     pub fn len(&self) -> usize {
         self.count as usize
     }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
-    /// The headers, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Header> + '_ {
-        let src = Src::new(&self.data);
-        let mut i: &[u8] = &self.data;
+
+    /// The headers, in order (validated when the record was decoded).
+    pub fn iter(&self) -> impl Iterator<Item = Header<'a>> + 'a {
+        let mut i: &'a [u8] = self.data;
         (0..self.count).map_while(move |_| {
-            let (rest, h) = header(&src, i).ok()?;
+            let (rest, h) = header(i).ok()?;
             i = rest;
             Some(h)
         })
     }
 }
 
-fn varint_bytes<'a>(src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Option<Bytes>> {
+fn varint_bytes(i: &[u8]) -> PResult<'_, Option<&[u8]>> {
     let (i, len) = w::varint(i)?;
     match len {
         -1 => Ok((i, None)),
@@ -309,50 +310,48 @@ fn varint_bytes<'a>(src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Option<Bytes>> {
             len: n as u64,
             left: i.len(),
         })),
-        n => Ok((&i[n as usize..], Some(src.slice(&i[..n as usize])))),
+        n => {
+            let (value, rest) = i.split_at(n as usize);
+            Ok((rest, Some(value)))
+        }
     }
 }
 
-fn header<'a>(src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Header> {
-    let (i, key) = varint_bytes(src, i)?;
+fn header(i: &[u8]) -> PResult<'_, Header<'_>> {
+    let (i, key) = varint_bytes(i)?;
     let key = key.ok_or(nom::Err::Failure(CodecError::UnexpectedNull))?;
-    let (i, value) = varint_bytes(src, i)?;
+    let (i, value) = varint_bytes(i)?;
     Ok((i, Header { key, value }))
 }
 
-fn record<'a>(src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Record> {
+fn corrupt(reason: &'static str) -> nom::Err<CodecError> {
+    nom::Err::Failure(CodecError::CorruptBatch(reason))
+}
+
+fn record(i: &[u8]) -> PResult<'_, Record<'_>> {
     let (i, len) = w::varint(i)?;
     if len < 0 || len as usize > i.len() {
-        return Err(nom::Err::Failure(CodecError::CorruptBatch(
-            "record length exceeds the batch",
-        )));
+        return Err(corrupt("record length exceeds the batch"));
     }
     let (body, rest) = i.split_at(len as usize);
     let (b, attributes) = w::i8(body)?;
     let (b, timestamp_delta) = w::varlong(b)?;
     let (b, offset_delta) = w::varint(b)?;
-    let (b, key) = varint_bytes(src, b)?;
-    let (b, value) = varint_bytes(src, b)?;
+    let (b, key) = varint_bytes(b)?;
+    let (b, value) = varint_bytes(b)?;
     let (b, count) = w::varint(b)?;
     // Each header takes at least two bytes: this bounds the count without walking them.
     if count < 0 || count as usize > b.len() / 2 {
-        return Err(nom::Err::Failure(CodecError::CorruptBatch(
-            "header count exceeds the record",
-        )));
+        return Err(corrupt("header count exceeds the record"));
     }
     let mut h = b;
     for _ in 0..count {
-        (h, _) = header(src, h)?;
+        (h, _) = header(h)?;
     }
     if !h.is_empty() {
-        return Err(nom::Err::Failure(CodecError::CorruptBatch(
-            "record length does not match its fields",
-        )));
+        return Err(corrupt("record length does not match its fields"));
     }
-    let headers = RecordHeaders {
-        data: src.slice(&b[..b.len()]),
-        count,
-    };
+    let headers = RecordHeaders { data: b, count };
     Ok((
         rest,
         Record {
@@ -366,32 +365,63 @@ fn record<'a>(src: &Src<'_>, i: &'a [u8]) -> PResult<'a, Record> {
     ))
 }
 
-/// The records of a batch, decoded one at a time.
+/// The (decompressed) records of a batch; iterate with [`Records::iter`].
+#[derive(Clone, Debug)]
 pub struct Records {
     data: Bytes,
-    pos: usize,
+    count: i32,
+}
+
+impl Records {
+    /// The records, decoded one at a time; decoding stops after the first error.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter {
+            rest: &self.data,
+            left: self.count,
+            failed: false,
+        }
+    }
+
+    /// Number of records the batch header announces.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the batch holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Zero-copy `Bytes` for `part`, a slice of a record borrowed from these records.
+    pub fn slice(&self, part: &[u8]) -> Bytes {
+        Src::new(&self.data).slice(part)
+    }
+}
+
+/// Iterator over the records of a batch.
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
     left: i32,
     failed: bool,
 }
 
-impl Iterator for Records {
-    type Item = Result<Record, CodecError>;
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<Record<'a>, CodecError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
         if self.left == 0 {
-            if self.pos != self.data.len() {
+            if !self.rest.is_empty() {
                 self.failed = true;
                 return Some(Err(CodecError::CorruptBatch("bytes after the last record")));
             }
             return None;
         }
-        let src = Src::new(&self.data);
-        match record(&src, &self.data[self.pos..]) {
+        match record(self.rest) {
             Ok((rest, r)) => {
-                self.pos = self.data.len() - rest.len();
+                self.rest = rest;
                 self.left -= 1;
                 Some(Ok(r))
             }
@@ -513,15 +543,12 @@ mod tests {
             assert_eq!(batch.header().attributes.compression().unwrap(), c);
             assert_eq!(batch.header().record_count, 10);
             assert_eq!(batch.header().last_offset_delta, 9);
-            let decoded: Vec<Record> = batch
-                .records(1 << 20)
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let records_data = batch.records(1 << 20).unwrap();
+            let decoded: Vec<Record> = records_data.iter().collect::<Result<_, _>>().unwrap();
             for (n, (d, r)) in decoded.iter().zip(&records).enumerate() {
                 assert_eq!(d.offset_delta, n as i32);
-                assert_eq!(d.key, r.key);
-                assert_eq!(d.value, r.value);
+                assert_eq!(d.key, r.key.as_deref());
+                assert_eq!(d.value, r.value.as_deref());
                 let hs: Vec<Header> = d.headers.iter().collect();
                 assert_eq!(hs.len(), 2);
                 assert_eq!(hs[1].value, None);
@@ -580,8 +607,9 @@ mod tests {
     fn records_are_slices_of_the_batch() {
         let bytes = encode_batch(&header(), Compression::None, &sample(2)).unwrap();
         let batch = RecordBatch::parse(bytes.clone()).unwrap();
-        let r = batch.records(1 << 20).unwrap().nth(1).unwrap().unwrap();
-        let key = r.key.unwrap();
+        let records = batch.records(1 << 20).unwrap();
+        let r = records.iter().nth(1).unwrap().unwrap();
+        let key = records.slice(r.key.unwrap());
         let base = bytes.as_ptr() as usize;
         assert!((key.as_ptr() as usize) >= base && (key.as_ptr() as usize) < base + bytes.len());
     }

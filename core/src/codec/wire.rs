@@ -219,7 +219,14 @@ pub fn uuid(i: &[u8]) -> PResult<'_, Uuid> {
 // ---- variable-length integers ----
 
 /// UNSIGNED_VARINT (at most 5 bytes, 32 bits).
+#[inline]
 pub fn uvarint(i: &[u8]) -> PResult<'_, u32> {
+    // Fast path: most lengths, deltas and counts fit in one byte.
+    if let Some((&b, rest)) = i.split_first()
+        && b < 0x80
+    {
+        return Ok((rest, u32::from(b)));
+    }
     let mut value: u32 = 0;
     for (n, &b) in i.iter().enumerate().take(5) {
         if n == 4 && b > 0x0f {
@@ -238,7 +245,13 @@ pub fn uvarint(i: &[u8]) -> PResult<'_, u32> {
 }
 
 /// An unsigned varint of up to 64 bits (at most 10 bytes).
+#[inline]
 pub fn uvarlong(i: &[u8]) -> PResult<'_, u64> {
+    if let Some((&b, rest)) = i.split_first()
+        && b < 0x80
+    {
+        return Ok((rest, u64::from(b)));
+    }
     let mut value: u64 = 0;
     for (n, &b) in i.iter().enumerate().take(10) {
         if n == 9 && b > 0x01 {
@@ -257,12 +270,14 @@ pub fn uvarlong(i: &[u8]) -> PResult<'_, u64> {
 }
 
 /// VARINT (zig-zag, 32 bits).
+#[inline]
 pub fn varint(i: &[u8]) -> PResult<'_, i32> {
     let (i, v) = uvarint(i)?;
     Ok((i, ((v >> 1) as i32) ^ -((v & 1) as i32)))
 }
 
 /// VARLONG (zig-zag, 64 bits).
+#[inline]
 pub fn varlong(i: &[u8]) -> PResult<'_, i64> {
     let (i, v) = uvarlong(i)?;
     Ok((i, ((v >> 1) as i64) ^ -((v & 1) as i64)))
@@ -388,8 +403,15 @@ pub fn nullable_struct<'a, T>(
 }
 
 /// One tagged field's tag and data (the data's size is checked against the input left).
-pub fn tagged_field(i: &[u8]) -> PResult<'_, (u32, &[u8])> {
+///
+/// Tags must come in strictly ascending order (KIP-482); `last` carries the previous tag of the
+/// same struct. Refusing repeats and disorder keeps decode -> encode -> decode stable.
+pub fn tagged_field<'a>(i: &'a [u8], last: &mut Option<u32>) -> PResult<'a, (u32, &'a [u8])> {
     let (i, tag) = uvarint(i)?;
+    if last.is_some_and(|prev| tag <= prev) {
+        return Err(fail(CodecError::TaggedFieldOrder(tag)));
+    }
+    *last = Some(tag);
     let (i, size) = uvarint(i)?;
     if size as usize > i.len() {
         return Err(fail(CodecError::LengthExceedsInput {
@@ -644,6 +666,17 @@ mod tests {
         // An array count far beyond the input is refused before any allocation.
         let huge = [0x7f, 0xff, 0xff, 0xff, 0, 0];
         assert!(array(&huge, false, 4, i32).is_err());
+    }
+
+    #[test]
+    fn tagged_fields_must_ascend() {
+        let mut last = None;
+        let (rest, (tag, data)) = tagged_field(&[3, 1, 9, 3, 0], &mut last).unwrap();
+        assert_eq!((tag, data), (3, &[9u8][..]));
+        assert!(matches!(
+            tagged_field(rest, &mut last),
+            Err(nom::Err::Failure(CodecError::TaggedFieldOrder(3)))
+        ));
     }
 
     #[test]

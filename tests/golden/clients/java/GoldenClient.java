@@ -85,7 +85,7 @@ public class GoldenClient {
             Properties tp = new Properties();
             tp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
             tp.put(ProducerConfig.CLIENT_ID_CONFIG, "golden-java-txn");
-            tp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "golden-java-txn-1");
+            tp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-txn-1");
             try (KafkaProducer<byte[], byte[]> p = new KafkaProducer<>(tp, new ByteArraySerializer(), new ByteArraySerializer())) {
                 p.initTransactions();
                 p.beginTransaction();
