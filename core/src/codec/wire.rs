@@ -510,63 +510,41 @@ pub fn put_null_bytes(buf: &mut BytesMut, flex: bool) {
     if flex { buf.put_u8(0) } else { buf.put_i32(-1) }
 }
 
-fn put_len(buf: &mut BytesMut, len: usize, flex: bool, max: usize) -> Result<(), CodecError> {
+/// Writes a length prefix: compact (length + 1) when flexible, else INT32 (`wide`) or INT16.
+fn put_len(buf: &mut BytesMut, len: usize, flex: bool, wide: bool) -> Result<(), CodecError> {
+    let max = match (flex, wide) {
+        (true, _) => u32::MAX as usize - 1,
+        (false, true) => i32::MAX as usize,
+        (false, false) => i16::MAX as usize,
+    };
     if len > max {
         return Err(CodecError::TooLongToEncode(len));
     }
-    if flex {
-        put_uvarint(buf, len as u32 + 1);
-    } else if max == i16::MAX as usize {
-        buf.put_i16(len as i16);
-    } else {
-        buf.put_i32(len as i32);
+    match (flex, wide) {
+        (true, _) => put_uvarint(buf, len as u32 + 1),
+        (false, true) => buf.put_i32(len as i32),
+        (false, false) => buf.put_i16(len as i16),
     }
     Ok(())
 }
 
 /// Writes a (COMPACT_)STRING.
 pub fn put_string(buf: &mut BytesMut, v: &KStr, flex: bool) -> Result<(), CodecError> {
-    put_len(
-        buf,
-        v.len(),
-        flex,
-        if flex {
-            u32::MAX as usize - 1
-        } else {
-            i16::MAX as usize
-        },
-    )?;
+    put_len(buf, v.len(), flex, false)?;
     buf.put_slice(v.as_bytes());
     Ok(())
 }
 
 /// Writes (COMPACT_)BYTES (also RECORDS).
 pub fn put_bytes(buf: &mut BytesMut, v: &Bytes, flex: bool) -> Result<(), CodecError> {
-    put_len(
-        buf,
-        v.len(),
-        flex,
-        if flex {
-            u32::MAX as usize - 1
-        } else {
-            i32::MAX as usize
-        },
-    )?;
+    put_len(buf, v.len(), flex, true)?;
     buf.put_slice(v);
     Ok(())
 }
 
 /// Writes a (COMPACT_)ARRAY's element count.
 pub fn put_array_len(buf: &mut BytesMut, len: usize, flex: bool) -> Result<(), CodecError> {
-    if flex {
-        put_len(buf, len, true, u32::MAX as usize - 1)
-    } else {
-        if len > i32::MAX as usize {
-            return Err(CodecError::TooLongToEncode(len));
-        }
-        buf.put_i32(len as i32);
-        Ok(())
-    }
+    put_len(buf, len, flex, true)
 }
 
 /// Collects a struct's tagged fields, then writes them sorted by tag, merged with unknown ones.
