@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README): formatting, lints, every workspace test, then a short run of
 # every fuzz target over its corpus (seeded from real client bytes) and the saved regressions.
+# The last line counts the tests run (each fuzz target that finds nothing counts as one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
-cargo test --workspace --locked
+log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}" fuzz/run.sh
-echo "all checks passed"
+# One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p + 3, f }' "$log"
+rm -f "$log"
