@@ -46,3 +46,6 @@
 
 pub mod api;
 pub mod codec;
+pub mod error_code;
+
+pub use error_code::ErrorCode;

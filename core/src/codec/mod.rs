@@ -132,6 +132,41 @@ pub enum CodecError {
     },
 }
 
+impl CodecError {
+    /// The Kafka error code a client should see when this error is about data it sent inside a
+    /// well-formed request (a record batch, a partition's records).
+    ///
+    /// Errors in the request structure itself have no code: Kafka closes the connection then.
+    pub fn error_code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode as E;
+        match self {
+            // Kafka 4 answers magic 0/1 inside Produce v3+ with INVALID_RECORD.
+            CodecError::UnsupportedMagic(_) => E::INVALID_RECORD,
+            CodecError::UnknownCompression(_) => E::UNSUPPORTED_COMPRESSION_TYPE,
+            CodecError::DecompressedTooLarge { .. } | CodecError::FrameTooLarge { .. } => {
+                E::MESSAGE_TOO_LARGE
+            }
+            CodecError::UnsupportedVersion { .. } => E::UNSUPPORTED_VERSION,
+            CodecError::UnknownApiKey(_) => E::INVALID_REQUEST,
+            CodecError::TooLongToEncode(_)
+            | CodecError::NullNotAllowed(_)
+            | CodecError::Compression { .. } => E::UNKNOWN_SERVER_ERROR,
+            CodecError::Truncated
+            | CodecError::InvalidLength(_)
+            | CodecError::LengthExceedsInput { .. }
+            | CodecError::UnexpectedNull
+            | CodecError::InvalidUtf8
+            | CodecError::VarintOverflow
+            | CodecError::TrailingBytes(_)
+            | CodecError::TaggedFieldOrder(_)
+            | CodecError::NegativeFrameSize(_)
+            | CodecError::CrcMismatch { .. }
+            | CodecError::CorruptBatch(_)
+            | CodecError::Decompression { .. } => E::CORRUPT_MESSAGE,
+        }
+    }
+}
+
 impl<'a> nom::error::ParseError<&'a [u8]> for CodecError {
     fn from_error_kind(_input: &'a [u8], _kind: nom::error::ErrorKind) -> Self {
         // The only nom combinators used are byte takers and number readers over complete input,
