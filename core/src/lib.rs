@@ -47,5 +47,8 @@
 pub mod api;
 pub mod codec;
 pub mod error_code;
+pub mod ledger;
+pub mod storage;
+pub mod types;
 
 pub use error_code::ErrorCode;

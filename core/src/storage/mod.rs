@@ -1,0 +1,161 @@
+//! The storage contract between the core and whoever owns the disk (or SMQ).
+//!
+//! The core never touches a file. It emits [`StorageCommand`]s, each with a [`StorageToken`], and the
+//! driver hands back a [`StorageCompletion`] for that token when the work is done (in any order).
+//! Ordering promise the driver must keep: appends to one partition are performed in the order they
+//! were emitted. A completed `Append` with `sync: true` means the bytes are durable (fsync'ed).
+//!
+//! The embedded log's on-disk format and its recovery logic live in [`log`]: pure functions over
+//! bytes, so that they are testable without a disk and shared by every runtime.
+
+pub mod log;
+
+use crate::types::{LogPosition, Offset, TimestampMs, TopicPartition};
+use bytes::Bytes;
+
+/// Names one storage command; its completion carries the same token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageToken(pub u64);
+
+/// Work for the storage driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageCommand {
+    /// Create an empty log for the partition (a no-op if it exists).
+    CreatePartition {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+    },
+    /// Remove the partition's log and all its data.
+    DeletePartition {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+    },
+    /// Append batches at the end of the log. Their base offsets are already assigned and written
+    /// into the bytes; `base_offset..=last_offset` are the offsets they hold.
+    Append {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+        /// First offset of the first batch.
+        base_offset: Offset,
+        /// Last offset of the last batch.
+        last_offset: Offset,
+        /// Largest record timestamp in the batches.
+        max_timestamp: TimestampMs,
+        /// One or more whole v2 record batches.
+        batches: Bytes,
+        /// Make the bytes durable (fsync) before completing.
+        sync: bool,
+    },
+    /// Read whole batches, starting with the batch that holds `offset`.
+    ///
+    /// `from` is a position at or before that batch (from the ledger's sparse index); the driver
+    /// scans batch headers forward from it. At least one batch is returned if any exists at or after
+    /// `offset`, even beyond `max_bytes` (Kafka's rule, so that consumers never get stuck).
+    Read {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+        /// First offset wanted.
+        offset: Offset,
+        /// Where to start scanning.
+        from: LogPosition,
+        /// Soft limit on the bytes returned.
+        max_bytes: usize,
+        /// Stop before this offset (the high watermark): data at or above it is not exposed.
+        end: Offset,
+    },
+    /// Find the first record with timestamp >= `timestamp`, scanning from `from`.
+    FindByTime {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+        /// The timestamp to look for.
+        timestamp: TimestampMs,
+        /// Where to start scanning.
+        from: LogPosition,
+        /// Stop before this offset.
+        end: Offset,
+    },
+    /// Forget data before `offset` (DeleteRecords, retention): whole segments below it may go.
+    TruncateBefore {
+        /// The token of the completion.
+        token: StorageToken,
+        /// The partition.
+        partition: TopicPartition,
+        /// The new log start offset.
+        offset: Offset,
+    },
+}
+
+impl StorageCommand {
+    /// The command's token.
+    pub fn token(&self) -> StorageToken {
+        match self {
+            StorageCommand::CreatePartition { token, .. }
+            | StorageCommand::DeletePartition { token, .. }
+            | StorageCommand::Append { token, .. }
+            | StorageCommand::Read { token, .. }
+            | StorageCommand::FindByTime { token, .. }
+            | StorageCommand::TruncateBefore { token, .. } => *token,
+        }
+    }
+}
+
+/// The result of a [`StorageCommand`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageCompletion {
+    /// `CreatePartition`, `DeletePartition` or `TruncateBefore` done.
+    Done,
+    /// `Append` done: where the first appended batch starts.
+    Appended {
+        /// Position of the first batch appended.
+        position: LogPosition,
+    },
+    /// `Read` done: whole batches (possibly none).
+    Read {
+        /// Concatenated batches.
+        batches: Bytes,
+    },
+    /// `FindByTime` done.
+    Found {
+        /// The offset and timestamp found, or `None` if no record is that late.
+        hit: Option<(Offset, TimestampMs)>,
+    },
+    /// The command failed; nothing was changed by an `Append` that fails.
+    Failed(StorageError),
+}
+
+/// Why a storage command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O error, with the OS's words.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// The partition's log does not exist.
+    #[error("no log for partition {0}")]
+    UnknownPartition(String),
+    /// Data on disk failed a check.
+    #[error("corrupt log data: {0}")]
+    Corrupt(String),
+}
+
+/// What recovery found for one partition at start-up (see [`log::recover_segment`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredPartition {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// First offset still stored.
+    pub log_start_offset: Offset,
+    /// Offset the next appended record gets.
+    pub next_offset: Offset,
+    /// Sparse index entries, ascending.
+    pub index: Vec<crate::ledger::IndexEntry>,
+}
