@@ -45,6 +45,7 @@
 //! ```
 
 pub mod api;
+pub mod broker;
 pub mod codec;
 pub mod error_code;
 pub mod ledger;

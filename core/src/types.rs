@@ -62,3 +62,15 @@ impl fmt::Display for ConnectionId {
         write!(f, "conn-{}", self.0)
     }
 }
+
+/// Monotonic time in milliseconds since an arbitrary start chosen by the driver. Deadlines (fetch
+/// long-polls, session timeouts) are expressed in it; the driver converts to and from its clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// `ms` milliseconds later.
+    pub fn plus(self, ms: u64) -> Millis {
+        Millis(self.0.saturating_add(ms))
+    }
+}

@@ -148,7 +148,7 @@ const XERIAL_BLOCK: usize = 32 * 1024;
 fn read_bounded(reader: impl Read, limit: usize, codec: Compression) -> Result<Bytes, CodecError> {
     let mut out = Vec::new();
     let read = reader
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| CodecError::Decompression {
             codec: codec.name(),

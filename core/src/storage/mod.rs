@@ -4,11 +4,15 @@
 //! driver hands back a [`StorageCompletion`] for that token when the work is done (in any order).
 //! Ordering promise the driver must keep: appends to one partition are performed in the order they
 //! were emitted. A completed `Append` with `sync: true` means the bytes are durable (fsync'ed).
+//! Commands that change a partition's log (create, append, truncate, delete) must be carried out
+//! in emission order per partition; reads and lookups touch only completed data (below the high
+//! watermark) and may run concurrently with anything.
 //!
 //! The embedded log's on-disk format and its recovery logic live in [`log`]: pure functions over
 //! bytes, so that they are testable without a disk and shared by every runtime.
 
 pub mod log;
+pub mod memory;
 
 use crate::types::{LogPosition, Offset, TimestampMs, TopicPartition};
 use bytes::Bytes;
@@ -34,21 +38,17 @@ pub enum StorageCommand {
         /// The partition.
         partition: TopicPartition,
     },
-    /// Append batches at the end of the log. Their base offsets are already assigned and written
-    /// into the bytes; `base_offset..=last_offset` are the offsets they hold.
+    /// Append batches at the end of the log, each with the base offset the ledger assigned.
+    ///
+    /// The batch bytes are the producer's, untouched; the driver writes `base_offset` over the
+    /// first 8 bytes as it writes (the CRC does not cover them), so no record byte is copied in core.
     Append {
         /// The token of the completion.
         token: StorageToken,
         /// The partition.
         partition: TopicPartition,
-        /// First offset of the first batch.
-        base_offset: Offset,
-        /// Last offset of the last batch.
-        last_offset: Offset,
-        /// Largest record timestamp in the batches.
-        max_timestamp: TimestampMs,
-        /// One or more whole v2 record batches.
-        batches: Bytes,
+        /// The batches, in offset order, with their assigned base offsets.
+        batches: Vec<AppendBatch>,
         /// Make the bytes durable (fsync) before completing.
         sync: bool,
     },
@@ -107,6 +107,15 @@ impl StorageCommand {
             | StorageCommand::TruncateBefore { token, .. } => *token,
         }
     }
+}
+
+/// One batch of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendBatch {
+    /// The offset assigned to the batch's first record.
+    pub base_offset: Offset,
+    /// The whole v2 batch as the producer sent it.
+    pub bytes: Bytes,
 }
 
 /// The result of a [`StorageCommand`].

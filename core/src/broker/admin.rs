@@ -1,0 +1,593 @@
+//! Cluster and topic administration: ApiVersions, Metadata, DescribeCluster, DescribeConfigs,
+//! InitProducerId, CreateTopics, DeleteTopics and CreatePartitions.
+//!
+//! Kelp is a one-node cluster: node `node_id` leads every partition with leader epoch 0, and the
+//! replica and in-sync sets are that node alone.
+
+use super::offsets::LEADER_EPOCH;
+use super::partition::{PartitionState, Topic};
+use super::{Gateway, Pending, PendingState, RequestKey, Slot, TokenUse};
+use crate::ErrorCode;
+use crate::api::create_partitions::response::CreatePartitionsTopicResult;
+use crate::api::create_partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
+use crate::api::create_topics::response::CreatableTopicResult;
+use crate::api::create_topics::{CreateTopicsRequest, CreateTopicsResponse};
+use crate::api::delete_topics::response::DeletableTopicResult;
+use crate::api::delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
+use crate::api::describe_cluster::response::DescribeClusterBroker;
+use crate::api::describe_cluster::{DescribeClusterRequest, DescribeClusterResponse};
+use crate::api::describe_configs::response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use crate::api::describe_configs::{DescribeConfigsRequest, DescribeConfigsResponse};
+use crate::api::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use crate::api::metadata::response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use crate::api::metadata::{MetadataRequest, MetadataResponse};
+use crate::api::{ApiKey, ResponseBody, api_versions};
+use crate::codec::{KStr, Uuid};
+use crate::storage::{StorageCommand, StorageCompletion};
+use crate::types::TopicPartition;
+
+/// The APIs the gateway answers today; ApiVersions advertises exactly these.
+pub(crate) const SERVED: [ApiKey; 13] = [
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::ApiVersions,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::DescribeConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeCluster,
+];
+
+/// The ApiVersions answer: every served API with its advertised versions.
+pub(crate) fn api_versions_response(error: ErrorCode) -> api_versions::ApiVersionsResponse {
+    api_versions::ApiVersionsResponse {
+        error_code: error.0,
+        api_keys: SERVED
+            .iter()
+            .map(|api| api_versions::response::ApiVersion {
+                api_key: api.code(),
+                min_version: api.advertised().min,
+                max_version: api.advertised().max,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub(crate) fn valid_topic_name(name: &KStr) -> bool {
+    let s = name.as_str();
+    !s.is_empty()
+        && s.len() <= 249
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An admin request waiting for its storage commands.
+pub(crate) struct AdminState {
+    response: ResponseBody,
+    outstanding: usize,
+}
+
+impl Gateway {
+    pub(super) fn topic_name_by_id(&self, id: Uuid) -> Option<KStr> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.clone())
+    }
+
+    pub(super) fn partition(&self, tp: &TopicPartition) -> Option<&PartitionState> {
+        let i = usize::try_from(tp.partition).ok()?;
+        self.topics.get(&tp.topic)?.partitions.get(i)
+    }
+
+    pub(super) fn partition_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionState> {
+        let i = usize::try_from(tp.partition).ok()?;
+        self.topics.get_mut(&tp.topic)?.partitions.get_mut(i)
+    }
+
+    pub(super) fn partition_exists(&self, topic: &KStr, partition: i32) -> bool {
+        self.partition(&TopicPartition {
+            topic: topic.clone(),
+            partition,
+        })
+        .is_some()
+    }
+
+    /// Creates a topic in memory and asks the storage for its logs; the storage keeps per-partition
+    /// order, so appends emitted later land after the log exists.
+    pub(super) fn create_topic_now(&mut self, name: &KStr, partitions: i32) -> Vec<TopicPartition> {
+        self.topics
+            .insert(name.clone(), Topic::new(name, partitions.max(0) as usize));
+        (0..partitions)
+            .map(|partition| TopicPartition {
+                topic: name.clone(),
+                partition,
+            })
+            .collect()
+    }
+
+    fn storage_for(
+        &mut self,
+        waiter: Option<(RequestKey, Slot)>,
+        command: impl FnOnce(crate::storage::StorageToken) -> StorageCommand,
+    ) {
+        let token = self.token(match waiter {
+            Some((key, slot)) => TokenUse::Request(key, slot),
+            None => TokenUse::Detached,
+        });
+        self.storage(command(token));
+    }
+
+    pub(super) fn metadata(&mut self, request: MetadataRequest, version: i16) -> MetadataResponse {
+        let names: Vec<KStr> = match request.topics {
+            None => self.topics.keys().cloned().collect(),
+            Some(topics) => topics
+                .into_iter()
+                .filter_map(|t| t.name.or_else(|| self.topic_name_by_id(t.topic_id)))
+                .collect(),
+        };
+        let auto_create =
+            self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+        let mut response = MetadataResponse {
+            brokers: vec![self.broker()],
+            cluster_id: Some(KStr::from(self.config.cluster_id.as_str())),
+            controller_id: self.config.node_id,
+            ..Default::default()
+        };
+        for name in names {
+            if !valid_topic_name(&name) {
+                response.topics.push(MetadataResponseTopic {
+                    error_code: ErrorCode::INVALID_TOPIC_EXCEPTION.0,
+                    name: Some(name),
+                    ..Default::default()
+                });
+                continue;
+            }
+            if !self.topics.contains_key(&name) && auto_create {
+                for tp in self.create_topic_now(&name, self.config.default_partitions.max(1)) {
+                    self.storage_for(None, |token| StorageCommand::CreatePartition {
+                        token,
+                        partition: tp,
+                    });
+                }
+            }
+            let topic = match self.topics.get(&name) {
+                Some(t) => self.describe_topic(&name, t),
+                None => MetadataResponseTopic {
+                    error_code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                    name: Some(name),
+                    ..Default::default()
+                },
+            };
+            response.topics.push(topic);
+        }
+        response
+    }
+
+    fn broker(&self) -> MetadataResponseBroker {
+        MetadataResponseBroker {
+            node_id: self.config.node_id,
+            host: KStr::from(self.config.advertised_host.as_str()),
+            port: self.config.advertised_port,
+            rack: None,
+            ..Default::default()
+        }
+    }
+
+    fn describe_topic(&self, name: &KStr, topic: &Topic) -> MetadataResponseTopic {
+        let node = self.config.node_id;
+        MetadataResponseTopic {
+            name: Some(name.clone()),
+            topic_id: topic.id,
+            partitions: (0..topic.partitions.len() as i32)
+                .map(|partition_index| MetadataResponsePartition {
+                    partition_index,
+                    leader_id: node,
+                    leader_epoch: LEADER_EPOCH,
+                    replica_nodes: vec![node],
+                    isr_nodes: vec![node],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn describe_cluster(
+        &self,
+        _request: DescribeClusterRequest,
+    ) -> DescribeClusterResponse {
+        DescribeClusterResponse {
+            cluster_id: KStr::from(self.config.cluster_id.as_str()),
+            controller_id: self.config.node_id,
+            brokers: vec![DescribeClusterBroker {
+                broker_id: self.config.node_id,
+                host: KStr::from(self.config.advertised_host.as_str()),
+                port: self.config.advertised_port,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Hands out producer ids; idempotent deduplication arrives with the producer-state issue.
+    pub(super) fn init_producer_id(
+        &mut self,
+        request: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        if request.transactional_id.is_some() {
+            // Transactions are not supported: tell the client plainly instead of pretending.
+            return InitProducerIdResponse {
+                error_code: ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0,
+                ..Default::default()
+            };
+        }
+        self.next_producer_id += 1;
+        InitProducerIdResponse {
+            producer_id: self.next_producer_id,
+            producer_epoch: 0,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn describe_configs(
+        &self,
+        request: DescribeConfigsRequest,
+    ) -> DescribeConfigsResponse {
+        const TOPIC: i8 = 2;
+        const BROKER: i8 = 4;
+        // (name, value, Kafka ConfigType: 2 STRING, 3 INT, 5 LONG, 7 LIST)
+        const TOPIC_DEFAULTS: [(&str, &str, i8); 5] = [
+            ("cleanup.policy", "delete", 7),
+            ("retention.ms", "604800000", 5),
+            ("retention.bytes", "-1", 5),
+            ("max.message.bytes", "1048588", 3),
+            ("segment.bytes", "1073741824", 3),
+        ];
+        let mut response = DescribeConfigsResponse::default();
+        for resource in request.resources {
+            let mut result = DescribeConfigsResult {
+                resource_type: resource.resource_type,
+                resource_name: resource.resource_name.clone(),
+                error_message: None,
+                ..Default::default()
+            };
+            let wanted = |name: &str| {
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            match resource.resource_type {
+                TOPIC if self.topics.contains_key(&resource.resource_name) => {
+                    result.configs = TOPIC_DEFAULTS
+                        .iter()
+                        .filter(|(name, _, _)| wanted(name))
+                        .map(|(name, value, config_type)| DescribeConfigsResourceResult {
+                            name: KStr::from_static(name),
+                            value: Some(KStr::from_static(value)),
+                            // 5 = DEFAULT_CONFIG
+                            config_source: 5,
+                            config_type: *config_type,
+                            documentation: None,
+                            ..Default::default()
+                        })
+                        .collect();
+                }
+                TOPIC => result.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                BROKER => {}
+                _ => result.error_code = ErrorCode::INVALID_REQUEST.0,
+            }
+            response.results.push(result);
+        }
+        response
+    }
+
+    pub(super) fn create_topics(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: CreateTopicsRequest,
+    ) -> Option<ResponseBody> {
+        let mut response = CreateTopicsResponse::default();
+        let mut creates = Vec::new();
+        for (ti, topic) in request.topics.into_iter().enumerate() {
+            let partitions = if topic.num_partitions == -1 {
+                self.config.default_partitions.max(1)
+            } else {
+                topic.num_partitions
+            };
+            let mut r = CreatableTopicResult {
+                name: topic.name.clone(),
+                num_partitions: partitions,
+                replication_factor: 1,
+                configs: Some(Vec::new()),
+                ..Default::default()
+            };
+            let error = if !valid_topic_name(&topic.name) {
+                Some(ErrorCode::INVALID_TOPIC_EXCEPTION)
+            } else if self.topics.contains_key(&topic.name) {
+                Some(ErrorCode::TOPIC_ALREADY_EXISTS)
+            } else if partitions < 1 || !topic.assignments.is_empty() {
+                Some(ErrorCode::INVALID_PARTITIONS)
+            } else if !matches!(topic.replication_factor, -1 | 1) {
+                Some(ErrorCode::INVALID_REPLICATION_FACTOR)
+            } else {
+                None
+            };
+            match error {
+                Some(code) => {
+                    r.error_code = code.0;
+                    r.error_message = Some(KStr::from(format!("{code:?}")));
+                    r.num_partitions = -1;
+                    r.replication_factor = -1;
+                    r.configs = None;
+                }
+                None => {
+                    r.topic_id = crate::broker::topic_id_for(topic.name.as_str());
+                    if !request.validate_only {
+                        creates.extend(
+                            self.create_topic_now(&topic.name, partitions)
+                                .into_iter()
+                                .map(|tp| (ti, tp)),
+                        );
+                    }
+                }
+            }
+            response.topics.push(r);
+        }
+        self.admin_wait(
+            key,
+            correlation_id,
+            version,
+            frame_len,
+            ResponseBody::CreateTopics(response),
+            creates,
+            |token, tp| StorageCommand::CreatePartition {
+                token,
+                partition: tp,
+            },
+        )
+    }
+
+    pub(super) fn delete_topics(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: DeleteTopicsRequest,
+    ) -> Option<ResponseBody> {
+        let wanted: Vec<(Option<KStr>, Uuid)> = if version >= 6 {
+            request
+                .topics
+                .into_iter()
+                .map(|t| (t.name, t.topic_id))
+                .collect()
+        } else {
+            request
+                .topic_names
+                .into_iter()
+                .map(|n| (Some(n), Uuid::ZERO))
+                .collect()
+        };
+        let mut response = DeleteTopicsResponse::default();
+        let mut deletes = Vec::new();
+        for (ti, (name, id)) in wanted.into_iter().enumerate() {
+            let resolved = name.clone().or_else(|| self.topic_name_by_id(id));
+            let mut r = DeletableTopicResult {
+                name: resolved.clone().or(name),
+                topic_id: id,
+                ..Default::default()
+            };
+            match resolved.and_then(|n| self.topics.remove(&n).map(|t| (n, t))) {
+                None => {
+                    r.error_code = if id != Uuid::ZERO {
+                        ErrorCode::UNKNOWN_TOPIC_ID.0
+                    } else {
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0
+                    }
+                }
+                Some((name, topic)) => {
+                    r.topic_id = topic.id;
+                    for (i, p) in topic.partitions.into_iter().enumerate() {
+                        self.abandon_partition(p);
+                        deletes.push((
+                            ti,
+                            TopicPartition {
+                                topic: name.clone(),
+                                partition: i as i32,
+                            },
+                        ));
+                    }
+                }
+            }
+            response.responses.push(r);
+        }
+        self.admin_wait(
+            key,
+            correlation_id,
+            version,
+            frame_len,
+            ResponseBody::DeleteTopics(response),
+            deletes,
+            |token, tp| StorageCommand::DeletePartition {
+                token,
+                partition: tp,
+            },
+        )
+    }
+
+    /// A deleted partition's waiting producers get an error; its parked fetches run again and see
+    /// the topic gone.
+    fn abandon_partition(&mut self, p: PartitionState) {
+        for q in p.queued.into_iter().chain(p.in_flight) {
+            if let Some((key, slot)) = q.waiter {
+                self.produce_part_done(key, slot, Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+            }
+        }
+        for key in p.watchers {
+            self.rerun_fetch(key);
+        }
+    }
+
+    pub(super) fn create_partitions(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: CreatePartitionsRequest,
+    ) -> Option<ResponseBody> {
+        let mut response = CreatePartitionsResponse::default();
+        let mut creates = Vec::new();
+        for (ti, topic) in request.topics.into_iter().enumerate() {
+            let mut r = CreatePartitionsTopicResult {
+                name: topic.name.clone(),
+                ..Default::default()
+            };
+            match self.topics.get_mut(&topic.name) {
+                None => r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                Some(t) if topic.count as i64 <= t.partitions.len() as i64 => {
+                    r.error_code = ErrorCode::INVALID_PARTITIONS.0;
+                    r.error_message = Some(KStr::from(format!(
+                        "topic has {} partitions; asked for {}",
+                        t.partitions.len(),
+                        topic.count
+                    )));
+                }
+                Some(t) => {
+                    if !request.validate_only {
+                        let old = t.partitions.len();
+                        t.partitions
+                            .resize_with(topic.count as usize, PartitionState::default);
+                        creates.extend((old..topic.count as usize).map(|i| {
+                            (
+                                ti,
+                                TopicPartition {
+                                    topic: topic.name.clone(),
+                                    partition: i as i32,
+                                },
+                            )
+                        }));
+                    }
+                }
+            }
+            response.results.push(r);
+        }
+        self.admin_wait(
+            key,
+            correlation_id,
+            version,
+            frame_len,
+            ResponseBody::CreatePartitions(response),
+            creates,
+            |token, tp| StorageCommand::CreatePartition {
+                token,
+                partition: tp,
+            },
+        )
+    }
+
+    /// Issues one storage command per partition and answers when all are done (or at once).
+    #[allow(clippy::too_many_arguments)]
+    fn admin_wait(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        response: ResponseBody,
+        work: Vec<(usize, TopicPartition)>,
+        command: impl Fn(crate::storage::StorageToken, TopicPartition) -> StorageCommand,
+    ) -> Option<ResponseBody> {
+        if work.is_empty() {
+            return Some(response);
+        }
+        let state = AdminState {
+            response,
+            outstanding: work.len(),
+        };
+        self.pending.insert(
+            key,
+            Pending {
+                correlation_id,
+                version,
+                frame_len,
+                state: PendingState::Admin(state),
+            },
+        );
+        for (ti, tp) in work {
+            self.storage_for(Some((key, (ti, 0))), |token| command(token, tp));
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admin_done(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        mut state: AdminState,
+        slot: Slot,
+        done: StorageCompletion,
+    ) {
+        if let StorageCompletion::Failed(e) = done {
+            let message = Some(KStr::from(e.to_string()));
+            let code = ErrorCode::KAFKA_STORAGE_ERROR.0;
+            match &mut state.response {
+                ResponseBody::CreateTopics(r) => {
+                    if let Some(t) = r.topics.get_mut(slot.0) {
+                        t.error_code = code;
+                        t.error_message = message;
+                    }
+                }
+                ResponseBody::DeleteTopics(r) => {
+                    if let Some(t) = r.responses.get_mut(slot.0) {
+                        t.error_code = code;
+                        t.error_message = message;
+                    }
+                }
+                ResponseBody::CreatePartitions(r) => {
+                    if let Some(t) = r.results.get_mut(slot.0) {
+                        t.error_code = code;
+                        t.error_message = message;
+                    }
+                }
+                _ => {}
+            }
+        }
+        state.outstanding -= 1;
+        if state.outstanding == 0 {
+            self.respond(key, correlation_id, version, frame_len, state.response);
+        } else {
+            self.pending.insert(
+                key,
+                Pending {
+                    correlation_id,
+                    version,
+                    frame_len,
+                    state: PendingState::Admin(state),
+                },
+            );
+        }
+    }
+}

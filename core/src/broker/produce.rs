@@ -1,0 +1,312 @@
+//! Produce: validate each partition's batches, queue them on the partition, append, answer.
+//!
+//! Batches are checked (magic 2, length, CRC-32C, record count) and kept as the producer's bytes; the
+//! storage writes each with the base offset the ledger assigns. A partition whose batches fail a
+//! check gets an error code and nothing of it is written; the other partitions of the request go on.
+
+use super::partition::QueuedAppend;
+use super::{Gateway, Pending, PendingState, RequestKey, Slot, TokenUse};
+use crate::ErrorCode;
+use crate::api::ResponseBody;
+use crate::api::produce::response::{PartitionProduceResponse, TopicProduceResponse};
+use crate::api::produce::{ProduceRequest, ProduceResponse};
+use crate::codec::KStr;
+use crate::codec::record_batch::Batches;
+use crate::storage::{AppendBatch, StorageCommand, StorageCompletion};
+use crate::types::{Offset, TimestampMs, TopicPartition};
+use bytes::Bytes;
+
+/// A produce request waiting for its partitions' appends.
+pub(crate) struct ProduceState {
+    response: ProduceResponse,
+    remaining: usize,
+}
+
+/// Validated batches of one partition.
+struct Checked {
+    batches: Vec<Bytes>,
+    counts: Vec<u64>,
+    bytes: u64,
+    max_timestamp: TimestampMs,
+}
+
+fn check_batches(records: Option<Bytes>, now: TimestampMs) -> Result<Checked, ErrorCode> {
+    let records = records.ok_or(ErrorCode::INVALID_RECORD)?;
+    let mut checked = Checked {
+        batches: Vec::new(),
+        counts: Vec::new(),
+        bytes: 0,
+        max_timestamp: TimestampMs(-1),
+    };
+    for batch in Batches::new(records) {
+        let batch = batch.map_err(|e| e.error_code())?;
+        let h = batch.header();
+        // Kafka requires the count and the last offset delta to agree, and at least one record.
+        if h.record_count < 1 || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
+            return Err(ErrorCode::CORRUPT_MESSAGE);
+        }
+        if h.attributes.control() {
+            return Err(ErrorCode::INVALID_RECORD);
+        }
+        let ts = if h.attributes.log_append_time() {
+            now
+        } else {
+            TimestampMs(h.max_timestamp)
+        };
+        checked.max_timestamp = checked.max_timestamp.max(ts);
+        checked.counts.push(h.record_count as u64);
+        checked.bytes += batch.bytes().len() as u64;
+        checked.batches.push(batch.bytes().clone());
+    }
+    if checked.batches.is_empty() {
+        return Err(ErrorCode::INVALID_RECORD);
+    }
+    Ok(checked)
+}
+
+impl Gateway {
+    pub(super) fn produce(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: ProduceRequest,
+    ) -> Option<ResponseBody> {
+        let acks = request.acks;
+        let sync = acks == -1 && self.config.sync_on_acks_all;
+        let mut response = ProduceResponse::default();
+        let mut waiting = 0usize;
+        let mut touched = Vec::new();
+        for (ti, topic) in request.topic_data.into_iter().enumerate() {
+            let name = if version >= 13 {
+                self.topic_name_by_id(topic.topic_id)
+            } else {
+                Some(topic.name.clone())
+            };
+            if let Some(name) = &name
+                && version < 13
+            {
+                self.ensure_topic_for_produce(name);
+            }
+            let mut tr = TopicProduceResponse {
+                name: topic.name,
+                topic_id: topic.topic_id,
+                ..Default::default()
+            };
+            for (pi, part) in topic.partition_data.into_iter().enumerate() {
+                let mut pr = PartitionProduceResponse {
+                    index: part.index,
+                    base_offset: -1,
+                    ..Default::default()
+                };
+                let exists = name
+                    .as_ref()
+                    .is_some_and(|n| self.partition_exists(n, part.index));
+                let result = if !matches!(acks, -1..=1) {
+                    Err(ErrorCode::INVALID_REQUIRED_ACKS)
+                } else if !exists {
+                    Err(if version >= 13 {
+                        ErrorCode::UNKNOWN_TOPIC_ID
+                    } else {
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+                    })
+                } else {
+                    check_batches(part.records, self.now.wall)
+                };
+                match (result, &name) {
+                    (Ok(checked), Some(name)) => {
+                        let waiter = (acks != 0).then_some((key, (ti, pi)));
+                        let tp = TopicPartition {
+                            topic: name.clone(),
+                            partition: part.index,
+                        };
+                        self.queue_append(&tp, waiter, checked, sync);
+                        touched.push(tp);
+                        waiting += usize::from(acks != 0);
+                    }
+                    (Err(code), _) => pr.error_code = code.0,
+                    // `exists` implies a name; kept total for the compiler.
+                    (Ok(_), None) => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                }
+                tr.partition_responses.push(pr);
+            }
+            response.responses.push(tr);
+        }
+        for tp in touched {
+            self.pump(&tp);
+        }
+        if acks == 0 {
+            // acks=0: Kafka sends no response at all.
+            self.finish(key, frame_len, None);
+            return None;
+        }
+        if waiting == 0 {
+            return Some(ResponseBody::Produce(response));
+        }
+        let state = ProduceState {
+            response,
+            remaining: waiting,
+        };
+        self.pending.insert(
+            key,
+            Pending {
+                correlation_id,
+                version,
+                frame_len,
+                state: PendingState::Produce(state),
+            },
+        );
+        None
+    }
+
+    fn ensure_topic_for_produce(&mut self, name: &KStr) {
+        if !self.topics.contains_key(name)
+            && self.config.auto_create_topics
+            && super::admin::valid_topic_name(name)
+        {
+            let n = self.config.default_partitions.max(1);
+            self.create_topic_now(name, n);
+        }
+    }
+
+    fn queue_append(
+        &mut self,
+        tp: &TopicPartition,
+        waiter: Option<(RequestKey, Slot)>,
+        checked: Checked,
+        sync: bool,
+    ) {
+        if let Some(p) = self.partition_mut(tp) {
+            p.queued.push(QueuedAppend {
+                waiter,
+                batches: checked.batches,
+                counts: checked.counts,
+                bytes: checked.bytes,
+                max_timestamp: checked.max_timestamp,
+                sync,
+                base_offset: None,
+            });
+        }
+    }
+
+    /// Sends everything queued on the partition as one append, unless an append is in flight.
+    pub(super) fn pump(&mut self, tp: &TopicPartition) {
+        let Some(p) = self.partition_mut(tp) else {
+            return;
+        };
+        if p.ledger.append_in_flight() || p.queued.is_empty() {
+            return;
+        }
+        let mut group = std::mem::take(&mut p.queued);
+        let records: u64 = group.iter().map(QueuedAppend::records).sum();
+        let bytes: u64 = group.iter().map(|q| q.bytes).sum();
+        let max_ts = group
+            .iter()
+            .map(|q| q.max_timestamp)
+            .max()
+            .unwrap_or(TimestampMs(-1));
+        let sync = group.iter().any(|q| q.sync);
+        let Ok(mut next) = p.ledger.begin_append(records, bytes, max_ts) else {
+            return;
+        };
+        let mut batches = Vec::new();
+        for q in &mut group {
+            q.base_offset = Some(next);
+            for (b, n) in q.batches.iter().zip(&q.counts) {
+                batches.push(AppendBatch {
+                    base_offset: next,
+                    bytes: b.clone(),
+                });
+                next = next.plus(*n as i64);
+            }
+        }
+        p.in_flight = group;
+        let token = self.token(TokenUse::Append(tp.clone()));
+        self.storage(StorageCommand::Append {
+            token,
+            partition: tp.clone(),
+            batches,
+            sync,
+        });
+    }
+
+    pub(super) fn append_done(&mut self, tp: TopicPartition, done: StorageCompletion) {
+        let Some(p) = self.partition_mut(&tp) else {
+            return;
+        };
+        let group = std::mem::take(&mut p.in_flight);
+        let result = match done {
+            StorageCompletion::Appended { position } => match p.ledger.complete_append(position) {
+                Ok(_) => Ok(p.ledger.log_start_offset()),
+                Err(_) => Err(ErrorCode::UNKNOWN_SERVER_ERROR),
+            },
+            _ => {
+                // The write failed: no offset is kept, and the producer may retry.
+                let _ = p.ledger.abort_append();
+                Err(ErrorCode::KAFKA_STORAGE_ERROR)
+            }
+        };
+        let watchers = if result.is_ok() {
+            std::mem::take(&mut p.watchers)
+        } else {
+            Vec::new()
+        };
+        for q in group {
+            if let Some((key, slot)) = q.waiter {
+                let outcome =
+                    result.map(|log_start| (q.base_offset.unwrap_or_default(), log_start));
+                self.produce_part_done(key, slot, outcome);
+            }
+        }
+        for key in watchers {
+            self.rerun_fetch(key);
+        }
+        self.pump(&tp);
+    }
+
+    /// Fills one partition's answer; answers the request when it was the last.
+    pub(super) fn produce_part_done(
+        &mut self,
+        key: RequestKey,
+        slot: Slot,
+        outcome: Result<(Offset, Offset), ErrorCode>,
+    ) {
+        let Some(mut pending) = self.pending.remove(&key) else {
+            return;
+        };
+        let PendingState::Produce(state) = &mut pending.state else {
+            self.pending.insert(key, pending);
+            return;
+        };
+        if let Some(pr) = state
+            .response
+            .responses
+            .get_mut(slot.0)
+            .and_then(|t| t.partition_responses.get_mut(slot.1))
+        {
+            match outcome {
+                Ok((base, log_start)) => {
+                    pr.base_offset = base.0;
+                    pr.log_start_offset = log_start.0;
+                }
+                Err(code) => pr.error_code = code.0,
+            }
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining > 0 {
+            self.pending.insert(key, pending);
+            return;
+        }
+        let PendingState::Produce(state) = pending.state else {
+            return;
+        };
+        self.respond(
+            key,
+            pending.correlation_id,
+            pending.version,
+            pending.frame_len,
+            ResponseBody::Produce(state.response),
+        );
+    }
+}

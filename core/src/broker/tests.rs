@@ -1,0 +1,434 @@
+//! The gateway driven by a simulated client, clock and in-memory storage.
+
+use super::*;
+use crate::api::fetch::FetchRequest;
+use crate::api::fetch::request::{FetchPartition, FetchTopic};
+use crate::api::list_offsets::ListOffsetsRequest;
+use crate::api::list_offsets::request::{ListOffsetsPartition, ListOffsetsTopic};
+use crate::api::produce::ProduceRequest;
+use crate::api::produce::request::{PartitionProduceData, TopicProduceData};
+use crate::api::{create_topics, metadata};
+use crate::codec::compression::Compression;
+use crate::codec::header::RequestHeader;
+use crate::codec::record_batch::{BatchHeader, Batches, NewRecord, encode_batch};
+use crate::storage::memory::MemoryStorage;
+
+struct Sim {
+    gw: Gateway,
+    storage: MemoryStorage,
+    now: Now,
+    /// Storage commands not yet performed (when `hold` is set).
+    held: Vec<StorageCommand>,
+    hold: bool,
+    received: HashMap<ConnectionId, Vec<Bytes>>,
+    closed: Vec<ConnectionId>,
+    next_corr: i32,
+}
+
+const C: ConnectionId = ConnectionId(1);
+
+impl Sim {
+    fn new() -> Sim {
+        let now = Now {
+            mono: Millis(1_000),
+            wall: TimestampMs(1_700_000_000_000),
+        };
+        let mut sim = Sim {
+            gw: Gateway::new(Config::default(), Vec::new(), now),
+            storage: MemoryStorage::new(),
+            now,
+            held: Vec::new(),
+            hold: false,
+            received: HashMap::new(),
+            closed: Vec::new(),
+            next_corr: 0,
+        };
+        sim.input(Input::Connected(C));
+        sim
+    }
+
+    fn input(&mut self, input: Input) {
+        self.gw.handle_input(input, self.now).unwrap();
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.gw.poll_output() {
+            match out {
+                Output::Transmit(conn, bytes) => self.received.entry(conn).or_default().push(bytes),
+                Output::Close(conn) => self.closed.push(conn),
+                Output::Storage(cmd) if self.hold => self.held.push(cmd),
+                Output::Storage(cmd) => {
+                    let done = self.storage.perform(&cmd);
+                    self.gw
+                        .handle_input(Input::Storage(cmd.token(), done), self.now)
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        self.hold = false;
+        for cmd in std::mem::take(&mut self.held) {
+            let done = self.storage.perform(&cmd);
+            self.gw
+                .handle_input(Input::Storage(cmd.token(), done), self.now)
+                .unwrap();
+            self.drain();
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono = self.now.mono.plus(ms);
+        self.input(Input::Tick);
+    }
+
+    fn send(&mut self, version: i16, body: RequestBody) -> i32 {
+        self.next_corr += 1;
+        let request = Request {
+            header: RequestHeader {
+                api_key: body.api_key().code(),
+                api_version: version,
+                correlation_id: self.next_corr,
+                client_id: Some("sim".into()),
+                unknown_tagged_fields: Vec::new(),
+            },
+            body,
+        };
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, |b| request.encode(b)).unwrap();
+        self.input(Input::Received(C, buf.freeze()));
+        self.next_corr
+    }
+
+    /// Takes the next response frame and decodes it as `api` at `version`.
+    fn take(&mut self, api: ApiKey, version: i16) -> Response {
+        let frames = self.received.entry(C).or_default();
+        assert!(!frames.is_empty(), "no response waiting");
+        let frame = frames.remove(0);
+        Response::decode(&frame.slice(4..), api, version).unwrap()
+    }
+
+    fn pending_responses(&self) -> usize {
+        self.received.get(&C).map_or(0, Vec::len)
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32) {
+        let body = create_topics::CreateTopicsRequest {
+            topics: vec![create_topics::request::CreatableTopic {
+                name: name.into(),
+                num_partitions: partitions,
+                replication_factor: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.send(7, RequestBody::CreateTopics(body));
+        let ResponseBody::CreateTopics(r) = self.take(ApiKey::CreateTopics, 7).body else {
+            panic!()
+        };
+        assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    }
+
+    fn produce(&mut self, topic: &str, partition: i32, acks: i16, values: &[&str]) -> i32 {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NewRecord {
+                timestamp_delta: i as i64,
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                ..Default::default()
+            })
+            .collect();
+        let header = BatchHeader {
+            base_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_000 + values.len() as i64 - 1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            ..Default::default()
+        };
+        let batch = encode_batch(&header, Compression::Lz4, &records).unwrap();
+        let body = ProduceRequest {
+            acks,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                name: topic.into(),
+                partition_data: vec![PartitionProduceData {
+                    index: partition,
+                    records: Some(batch),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.send(9, RequestBody::Produce(body))
+    }
+
+    fn produce_result(&mut self) -> (i16, i64) {
+        let ResponseBody::Produce(r) = self.take(ApiKey::Produce, 9).body else {
+            panic!()
+        };
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    fn fetch(&mut self, topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> i32 {
+        let body = FetchRequest {
+            max_wait_ms,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                topic: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition,
+                    fetch_offset: offset,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.send(12, RequestBody::Fetch(body))
+    }
+
+    /// (error, high watermark, values fetched)
+    fn fetch_result(&mut self) -> (i16, i64, Vec<String>) {
+        let ResponseBody::Fetch(r) = self.take(ApiKey::Fetch, 12).body else {
+            panic!()
+        };
+        let p = &r.responses[0].partitions[0];
+        let mut values = Vec::new();
+        if let Some(records) = &p.records {
+            for batch in Batches::new(records.clone()) {
+                let batch = batch.unwrap();
+                let records = batch.records(1 << 20).unwrap();
+                for r in records.iter() {
+                    values.push(String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        (p.error_code, p.high_watermark, values)
+    }
+}
+
+#[test]
+fn api_versions_lists_served_apis_and_answers_unknown_versions_at_v0() {
+    let mut sim = Sim::new();
+    sim.send(3, RequestBody::ApiVersions(Default::default()));
+    let ResponseBody::ApiVersions(r) = sim.take(ApiKey::ApiVersions, 3).body else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+    let produce = r.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (0, 13));
+    assert!(
+        !r.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::JoinGroup.code()),
+        "groups are not served yet"
+    );
+
+    // ApiVersions v99: answered at v0 with UNSUPPORTED_VERSION, connection kept.
+    sim.input(Input::Received(
+        C,
+        Bytes::from_static(&[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 42, 0xff, 0xff]),
+    ));
+    let r = sim.take(ApiKey::ApiVersions, 0);
+    assert_eq!(r.header.correlation_id, 42);
+    let ResponseBody::ApiVersions(r) = r.body else {
+        panic!()
+    };
+    assert_eq!(r.error_code, ErrorCode::UNSUPPORTED_VERSION.0);
+    assert!(sim.closed.is_empty());
+}
+
+#[test]
+fn produce_then_fetch_gives_dense_offsets() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 3);
+    sim.produce("t", 1, -1, &["a", "b"]);
+    assert_eq!(sim.produce_result(), (0, 0));
+    sim.produce("t", 1, 1, &["c"]);
+    assert_eq!(sim.produce_result(), (0, 2));
+    sim.fetch("t", 1, 0, 0);
+    assert_eq!(
+        sim.fetch_result(),
+        (0, 3, vec!["a".into(), "b".into(), "c".into()])
+    );
+    sim.fetch("t", 1, 2, 0);
+    let (_, _, values) = sim.fetch_result();
+    assert!(
+        values.ends_with(&["c".to_string()]),
+        "the batch holding offset 2 is returned"
+    );
+    sim.fetch("t", 1, 4, 0);
+    assert_eq!(sim.fetch_result().0, ErrorCode::OFFSET_OUT_OF_RANGE.0);
+    sim.fetch("nope", 0, 0, 0);
+    assert_eq!(
+        sim.fetch_result().0,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0
+    );
+}
+
+#[test]
+fn acks_zero_gets_no_response_but_later_responses_still_flow() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.produce("t", 0, 0, &["x"]);
+    assert_eq!(sim.pending_responses(), 0);
+    sim.produce("t", 0, 1, &["y"]);
+    assert_eq!(sim.produce_result(), (0, 1));
+}
+
+#[test]
+fn responses_keep_request_order_when_storage_is_slow() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.hold = true;
+    let first = sim.produce("t", 0, 1, &["a"]);
+    let second = sim.send(3, RequestBody::ApiVersions(Default::default()));
+    assert_eq!(
+        sim.pending_responses(),
+        0,
+        "ApiVersions waits behind the produce"
+    );
+    sim.release();
+    assert_eq!(sim.take(ApiKey::Produce, 9).header.correlation_id, first);
+    assert_eq!(
+        sim.take(ApiKey::ApiVersions, 3).header.correlation_id,
+        second
+    );
+}
+
+#[test]
+fn a_failed_append_leaves_no_offset_hole() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.storage.fail_appends = true;
+    sim.produce("t", 0, -1, &["lost"]);
+    assert_eq!(sim.produce_result().0, ErrorCode::KAFKA_STORAGE_ERROR.0);
+    sim.storage.fail_appends = false;
+    sim.produce("t", 0, -1, &["kept"]);
+    assert_eq!(sim.produce_result(), (0, 0));
+    sim.fetch("t", 0, 0, 0);
+    assert_eq!(sim.fetch_result(), (0, 1, vec!["kept".into()]));
+}
+
+#[test]
+fn queued_produces_share_one_append() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.hold = true;
+    sim.produce("t", 0, -1, &["a"]);
+    sim.produce("t", 0, -1, &["b", "c"]);
+    sim.produce("t", 0, -1, &["d"]);
+    let appends = sim
+        .held
+        .iter()
+        .filter(|c| matches!(c, StorageCommand::Append { .. }))
+        .count();
+    assert_eq!(appends, 1, "the first goes alone, the others wait");
+    sim.release();
+    assert_eq!(sim.produce_result(), (0, 0));
+    assert_eq!(sim.produce_result(), (0, 1));
+    assert_eq!(sim.produce_result(), (0, 3));
+}
+
+#[test]
+fn fetch_long_polls_until_data_or_deadline() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.fetch("t", 0, 0, 500);
+    assert_eq!(sim.pending_responses(), 0, "parked: nothing to read yet");
+    assert_eq!(sim.gw.poll_timeout(), Some(Millis(1_500)));
+    sim.produce("t", 0, 1, &["wake"]);
+    // The fetch was first in line: it answers with the new record, then the produce answer follows.
+    assert_eq!(sim.fetch_result(), (0, 1, vec!["wake".into()]));
+    assert_eq!(sim.produce_result(), (0, 0));
+
+    sim.fetch("t", 0, 1, 500);
+    sim.advance(499);
+    assert_eq!(sim.pending_responses(), 0);
+    sim.advance(1);
+    assert_eq!(sim.fetch_result(), (0, 1, vec![]));
+    assert_eq!(sim.gw.poll_timeout(), None);
+}
+
+#[test]
+fn list_offsets_earliest_latest_and_by_time() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.produce("t", 0, 1, &["a", "b", "c"]);
+    sim.produce_result();
+    let lookup = |sim: &mut Sim, ts: i64| {
+        let body = ListOffsetsRequest {
+            replica_id: -1,
+            topics: vec![ListOffsetsTopic {
+                name: "t".into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition_index: 0,
+                    timestamp: ts,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        sim.send(7, RequestBody::ListOffsets(body));
+        let ResponseBody::ListOffsets(r) = sim.take(ApiKey::ListOffsets, 7).body else {
+            panic!()
+        };
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(lookup(&mut sim, -2).1, 0);
+    assert_eq!(lookup(&mut sim, -1).1, 3);
+    assert_eq!(
+        lookup(&mut sim, 1_700_000_000_001),
+        (0, 1, 1_700_000_000_001)
+    );
+    assert_eq!(lookup(&mut sim, 1_800_000_000_000), (0, -1, -1));
+    assert_eq!(lookup(&mut sim, -3), (0, 2, 1_700_000_000_002));
+}
+
+#[test]
+fn metadata_auto_creates_and_lists_topics() {
+    let mut sim = Sim::new();
+    let body = metadata::MetadataRequest {
+        topics: Some(vec![metadata::request::MetadataRequestTopic {
+            name: Some("auto".into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: true,
+        ..Default::default()
+    };
+    sim.send(12, RequestBody::Metadata(body));
+    let ResponseBody::Metadata(r) = sim.take(ApiKey::Metadata, 12).body else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions.len(), 1);
+    assert_eq!(r.brokers[0].port, 9092);
+    assert_eq!(r.topics[0].topic_id, topic_id_for("auto"));
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let mut sim = Sim::new();
+    sim.input(Input::Received(
+        C,
+        Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]),
+    ));
+    assert_eq!(sim.closed, vec![C]);
+    let other = ConnectionId(2);
+    sim.input(Input::Connected(other));
+    sim.input(Input::Received(
+        other,
+        Bytes::from_static(&[0, 0, 0, 4, 0, 0, 0, 0]),
+    ));
+    assert_eq!(sim.closed, vec![C, other], "a truncated header closes too");
+}
