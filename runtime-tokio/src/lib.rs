@@ -1,4 +1,9 @@
-//! The Kelp gateway on tokio: sockets, timers, files and the SMQ gRPC client around the sans-IO `kelp-core`.
-//!
-//! Empty until the broker-core issue: it will hold the `kelp` binary (CLI, listener, connection tasks,
-//! embedded log file I/O, metrics) as a thin driver of `kelp_core`.
+//! The Kelp gateway on tokio: sockets, timers, files and the metrics endpoint around the sans-IO
+//! `kelp-core`. Every decision lives in the core; this crate moves bytes (see [`server`] for the
+//! concurrency model).
+
+pub mod config;
+pub mod file_log;
+pub mod metrics;
+pub mod server;
+pub mod storage;

@@ -13,6 +13,7 @@ use crate::api::fetch::response::{FetchableTopicResponse, PartitionData};
 use crate::api::fetch::{FetchRequest, FetchResponse};
 use crate::storage::{StorageCommand, StorageCompletion};
 use crate::types::{Millis, Offset, TopicPartition};
+use bytes::Bytes;
 
 /// A fetch in progress or parked.
 pub(crate) struct FetchState {
@@ -101,7 +102,8 @@ impl Gateway {
                     last_stable_offset: -1,
                     log_start_offset: -1,
                     aborted_transactions: read_committed.then(Vec::new),
-                    records: None,
+                    // Empty, never null: librdkafka rejects a null record set ("MessageSetSize -1").
+                    records: Some(Bytes::new()),
                     ..Default::default()
                 };
                 let tp = name.clone().map(|n| TopicPartition {
@@ -179,9 +181,7 @@ impl Gateway {
             match done {
                 StorageCompletion::Read { batches } => {
                     state.bytes += batches.len();
-                    if !batches.is_empty() {
-                        pd.records = Some(batches);
-                    }
+                    pd.records = Some(batches);
                 }
                 _ => {
                     pd.error_code = ErrorCode::KAFKA_STORAGE_ERROR.0;
@@ -253,7 +253,7 @@ fn trim_to_max_bytes(response: &mut FetchResponse, max_bytes: i32) {
     {
         if let Some(records) = &pd.records {
             if total > 0 && total + records.len() > max {
-                pd.records = None;
+                pd.records = Some(Bytes::new());
             } else {
                 total += records.len();
             }

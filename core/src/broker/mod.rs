@@ -305,6 +305,19 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether requests or appends are still in progress (parked fetches do not count: they are
+    /// answered at their deadline anyway). A draining driver waits for this to become false.
+    pub fn has_work_in_flight(&self) -> bool {
+        self.pending
+            .values()
+            .any(|p| !matches!(&p.state, PendingState::Fetch(f) if f.parked))
+            || self
+                .topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.ledger.append_in_flight() || !p.queued.is_empty())
+    }
+
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()

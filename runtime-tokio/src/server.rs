@@ -1,0 +1,266 @@
+//! The tokio driver of the gateway.
+//!
+//! Concurrency model: one task owns the [`Gateway`] state machine and is the only place decisions
+//! are made; it never blocks. Each connection has a reader task (socket -> gateway events) and a
+//! writer task (gateway output -> socket). Storage work runs on per-partition writer tasks and the
+//! blocking pool ([`crate::storage`]); its completions come back to the gateway task as events. So
+//! sockets, disks and the decision loop proceed on all cores, while the shared state has a single
+//! owner and needs no locks: ordering questions (dense offsets, high watermark before reads) are
+//! settled inside the core, where the simulation tests check them.
+
+use crate::config::Resolved;
+use crate::file_log;
+use crate::metrics;
+use crate::storage::{Completion, Storage};
+use bytes::{Bytes, BytesMut};
+use kelp_core::broker::{Config, Gateway, Input, Now, Output};
+use kelp_core::types::{ConnectionId, Millis, TimestampMs};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Events for the gateway task.
+pub enum Event {
+    /// A connection was accepted: its writer channel and its reader task.
+    Connected(ConnectionId, mpsc::UnboundedSender<Bytes>, JoinHandle<()>),
+    /// Bytes read.
+    Received(ConnectionId, Bytes),
+    /// The peer closed or the socket failed.
+    Closed(ConnectionId),
+    /// A snapshot for the stats endpoint.
+    Stats(oneshot::Sender<metrics::Snapshot>),
+}
+
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Now {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Now {
+            mono: Millis(self.0.elapsed().as_millis() as u64),
+            wall: TimestampMs(wall),
+        }
+    }
+
+    fn instant(&self, at: Millis) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0 + Duration::from_millis(at.0))
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains, flushes and returns.
+pub async fn run(settings: Resolved) -> std::io::Result<()> {
+    let started = Instant::now();
+    let recovered = file_log::recover_all(&settings.data_dir, settings.segment_bytes)
+        .map_err(std::io::Error::other)?;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
+    let mut logs = Vec::new();
+    let mut partitions = Vec::new();
+    for (tp, log, r) in recovered {
+        tracing::info!(partition = %tp, log_start = r.log_start_offset.0, next_offset = r.next_offset.0, "recovered partition");
+        logs.push((tp, log));
+        partitions.push(r);
+    }
+    tracing::info!(
+        partitions = partitions.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "recovery done"
+    );
+    let config = Config {
+        advertised_host: settings.advertised_host.clone(),
+        advertised_port: settings.advertised_port,
+        max_frame_bytes: settings.max_frame_bytes,
+        max_in_flight_bytes_per_connection: settings.max_in_flight_bytes,
+        auto_create_topics: settings.auto_create_topics,
+        default_partitions: settings.default_partitions,
+        sync_on_acks_all: settings.fsync_acks_all,
+        ..Config::default()
+    };
+    let max_decompressed = config.max_decompressed_batch_bytes;
+    let clock = Clock(Instant::now());
+    let mut gateway = Gateway::new(config, partitions, clock.now());
+    let mut storage = Storage::new(
+        settings.data_dir.clone(),
+        settings.segment_bytes,
+        max_decompressed,
+        logs,
+        done_tx,
+    );
+
+    let listener = TcpListener::bind(settings.listen).await?;
+    tracing::info!(listen = %settings.listen, advertised = %format!("{}:{}", settings.advertised_host, settings.advertised_port), data_dir = %settings.data_dir.display(), "kelp listening");
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        events_tx.clone(),
+        Arc::new(Semaphore::new(settings.max_connections)),
+    ));
+    if let Some(addr) = settings.metrics_listen {
+        tokio::spawn(metrics::serve(addr, events_tx.clone()));
+    }
+    let mut flush = (settings.flush_interval_ms > 0)
+        .then(|| tokio::time::interval(Duration::from_millis(settings.flush_interval_ms)));
+    let mut writers: HashMap<ConnectionId, (mpsc::UnboundedSender<Bytes>, JoinHandle<()>)> =
+        HashMap::new();
+    let mut shutdown = Box::pin(shutdown_signal());
+    let mut draining: Option<tokio::time::Instant> = None;
+
+    loop {
+        let deadline = gateway.poll_timeout().map(|t| clock.instant(t));
+        let input = tokio::select! {
+            Some(event) = events.recv() => match event {
+                Event::Connected(conn, writer, reader) => {
+                    writers.insert(conn, (writer, reader));
+                    Some(Input::Connected(conn))
+                }
+                Event::Received(conn, bytes) => Some(Input::Received(conn, bytes)),
+                Event::Closed(conn) => {
+                    writers.remove(&conn);
+                    Some(Input::Closed(conn))
+                }
+                Event::Stats(reply) => {
+                    let _ = reply.send(metrics::Snapshot::of(&gateway));
+                    None
+                }
+            },
+            Some((token, done)) = done_rx.recv() => Some(Input::Storage(token, done)),
+            _ = sleep_until(deadline) => Some(Input::Tick),
+            _ = async { flush.as_mut().expect("guarded").tick().await }, if flush.is_some() => {
+                storage.flush_all().await;
+                None
+            }
+            _ = &mut shutdown, if draining.is_none() => {
+                tracing::info!("shutting down: no new connections, draining in-flight work");
+                accept.abort();
+                draining = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                None
+            }
+            _ = sleep_until(draining), if draining.is_some() => {
+                tracing::warn!("drain timed out");
+                break;
+            }
+        };
+        if let Some(input) = input
+            && let Err(e) = gateway.handle_input(input, clock.now())
+        {
+            tracing::error!(error = %e, "driver error");
+        }
+        while let Some(output) = gateway.poll_output() {
+            match output {
+                Output::Transmit(conn, bytes) => {
+                    if let Some((w, _)) = writers.get(&conn) {
+                        let _ = w.send(bytes);
+                    }
+                }
+                Output::Close(conn) => {
+                    tracing::debug!(%conn, "closing connection after a protocol error");
+                    if let Some((_, reader)) = writers.remove(&conn) {
+                        reader.abort();
+                    }
+                }
+                Output::Storage(command) => storage.submit(command),
+            }
+        }
+        if draining.is_some() && !gateway.has_work_in_flight() {
+            break;
+        }
+    }
+    storage.flush_all().await;
+    tracing::info!("flushed; bye");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    events: mpsc::UnboundedSender<Event>,
+    slots: Arc<Semaphore>,
+) {
+    let mut next = 0u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            drop(stream);
+            continue;
+        };
+        next += 1;
+        let conn = ConnectionId(next);
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(write, rx));
+        let reader = tokio::spawn(read_loop(conn, read, events.clone(), permit));
+        tracing::debug!(%conn, %peer, "accepted");
+        if events.send(Event::Connected(conn, tx, reader)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    conn: ConnectionId,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    events: mpsc::UnboundedSender<Event>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if events
+                    .send(Event::Received(conn, buf.split().freeze()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed(conn));
+}
+
+async fn write_loop(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    while let Some(bytes) = rx.recv().await {
+        if write.write_all(&bytes).await.is_err() {
+            break;
+        }
+    }
+    let _ = write.shutdown().await;
+}

@@ -1,0 +1,229 @@
+//! Performs the core's storage commands on the embedded log, on tokio's blocking threads.
+//!
+//! Commands that change a partition's log run on that partition's writer task, one at a time and in
+//! the order the core emitted them; partitions proceed in parallel. Reads and time lookups touch only
+//! data below the high watermark, which no writer changes, so they run at once on the blocking pool.
+
+use crate::file_log::{self, PartitionLog, partition_dir};
+use kelp_core::storage::{StorageCommand, StorageCompletion, StorageError, StorageToken};
+use kelp_core::types::TopicPartition;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A storage command's result, delivered to the gateway loop.
+pub type Completion = (StorageToken, StorageCompletion);
+
+enum Job {
+    Command(StorageCommand),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The embedded log driver.
+pub struct Storage {
+    data_dir: Arc<PathBuf>,
+    segment_bytes: u64,
+    max_decompressed: usize,
+    writers: HashMap<TopicPartition, mpsc::UnboundedSender<Job>>,
+    done: mpsc::UnboundedSender<Completion>,
+}
+
+impl Storage {
+    /// A driver over `data_dir`, starting a writer for every recovered partition log.
+    pub fn new(
+        data_dir: PathBuf,
+        segment_bytes: u64,
+        max_decompressed: usize,
+        recovered: Vec<(TopicPartition, PartitionLog)>,
+        done: mpsc::UnboundedSender<Completion>,
+    ) -> Storage {
+        let mut storage = Storage {
+            data_dir: Arc::new(data_dir),
+            segment_bytes,
+            max_decompressed,
+            writers: HashMap::new(),
+            done,
+        };
+        for (tp, log) in recovered {
+            storage.spawn_writer(tp, Some(log));
+        }
+        storage
+    }
+
+    fn spawn_writer(
+        &mut self,
+        tp: TopicPartition,
+        log: Option<PartitionLog>,
+    ) -> mpsc::UnboundedSender<Job> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(
+            tp.clone(),
+            log,
+            rx,
+            self.data_dir.clone(),
+            self.segment_bytes,
+            self.done.clone(),
+        ));
+        self.writers.insert(tp, tx.clone());
+        tx
+    }
+
+    /// Starts `command`; its completion arrives on the channel given to [`Storage::new`].
+    pub fn submit(&mut self, command: StorageCommand) {
+        match command {
+            StorageCommand::Read {
+                token,
+                partition,
+                offset,
+                from,
+                max_bytes,
+                end,
+            } => {
+                let dir = partition_dir(&self.data_dir, &partition);
+                let done = self.done.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = file_log::read(&dir, offset, from, max_bytes, end);
+                    let _ = done.send((
+                        token,
+                        result.map_or_else(StorageCompletion::Failed, |batches| {
+                            StorageCompletion::Read { batches }
+                        }),
+                    ));
+                });
+            }
+            StorageCommand::FindByTime {
+                token,
+                partition,
+                timestamp,
+                from,
+                end,
+            } => {
+                let dir = partition_dir(&self.data_dir, &partition);
+                let done = self.done.clone();
+                let max = self.max_decompressed;
+                tokio::task::spawn_blocking(move || {
+                    let result = file_log::find_time(&dir, timestamp, from, end, max);
+                    let _ = done.send((
+                        token,
+                        result.map_or_else(StorageCompletion::Failed, |hit| {
+                            StorageCompletion::Found { hit }
+                        }),
+                    ));
+                });
+            }
+            StorageCommand::CreatePartition { ref partition, .. }
+            | StorageCommand::DeletePartition { ref partition, .. }
+            | StorageCommand::Append { ref partition, .. }
+            | StorageCommand::TruncateBefore { ref partition, .. } => {
+                let tp = partition.clone();
+                let tx = match self.writers.get(&tp) {
+                    Some(tx) => tx.clone(),
+                    None => self.spawn_writer(tp, None),
+                };
+                let _ = tx.send(Job::Command(command));
+            }
+        }
+    }
+
+    /// Makes everything written durable: interval flush and shutdown.
+    pub async fn flush_all(&self) {
+        let mut waits = Vec::new();
+        for tx in self.writers.values() {
+            let (done, wait) = oneshot::channel();
+            if tx.send(Job::Flush(done)).is_ok() {
+                waits.push(wait);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+}
+
+/// One partition's writer: performs its mutating commands in order.
+async fn writer(
+    tp: TopicPartition,
+    mut log: Option<PartitionLog>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    data_dir: Arc<PathBuf>,
+    segment_bytes: u64,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let tp = tp.clone();
+        let data_dir = data_dir.clone();
+        let (back, result) = match tokio::task::spawn_blocking(move || {
+            perform(job, log, &data_dir, &tp, segment_bytes)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "storage writer task failed");
+                return;
+            }
+        };
+        log = back;
+        if let Some(completion) = result {
+            let _ = done.send(completion);
+        }
+    }
+}
+
+fn perform(
+    job: Job,
+    mut log: Option<PartitionLog>,
+    data_dir: &std::path::Path,
+    tp: &TopicPartition,
+    segment_bytes: u64,
+) -> (Option<PartitionLog>, Option<Completion>) {
+    let command = match job {
+        Job::Flush(reply) => {
+            if let Some(l) = &log
+                && let Err(e) = l.flush()
+            {
+                tracing::error!(partition = %tp, error = %e, "flush failed");
+            }
+            let _ = reply.send(());
+            return (log, None);
+        }
+        Job::Command(c) => c,
+    };
+    let token = command.token();
+    let completion = match command {
+        StorageCommand::CreatePartition { .. } => match &log {
+            Some(_) => StorageCompletion::Done,
+            None => match PartitionLog::create(data_dir, tp, segment_bytes) {
+                Ok(l) => {
+                    log = Some(l);
+                    StorageCompletion::Done
+                }
+                Err(e) => StorageCompletion::Failed(e),
+            },
+        },
+        StorageCommand::DeletePartition { .. } => {
+            log = None;
+            file_log::delete_partition(data_dir, tp)
+                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
+        }
+        StorageCommand::Append { batches, sync, .. } => match &mut log {
+            Some(l) => l
+                .append(&batches, sync)
+                .map_or_else(StorageCompletion::Failed, |position| {
+                    StorageCompletion::Appended { position }
+                }),
+            None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
+        },
+        StorageCommand::TruncateBefore { offset, .. } => match &mut log {
+            Some(l) => l
+                .truncate_before(offset)
+                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done),
+            None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
+        },
+        StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
+            StorageCompletion::Failed(StorageError::Io("reads do not go through writers".into()))
+        }
+    };
+    (log, Some((token, completion)))
+}
