@@ -379,10 +379,11 @@ fn read_at(file: &File, at: u64, len: usize) -> Result<Bytes, StorageError> {
 }
 
 fn open_segment(dir: &Path, base: Offset) -> Result<File, StorageError> {
+    // Never truncate: an existing segment holds acknowledged data.
     OpenOptions::new()
         .create(true)
+        .truncate(false)
         .read(true)
-        .append(false)
         .write(true)
         .open(dir.join(segment_file_name(base)))
         .map_err(io_err)
