@@ -20,19 +20,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Events for the gateway task.
 pub enum Event {
-    /// A connection was accepted: its writer channel and its reader task.
-    Connected(ConnectionId, mpsc::UnboundedSender<Bytes>, JoinHandle<()>),
+    /// A connection was accepted.
+    Connected(ConnectionId, ConnHandle),
     /// Bytes read.
     Received(ConnectionId, Bytes),
     /// The peer closed or the socket failed.
     Closed(ConnectionId),
     /// A snapshot for the stats endpoint.
     Stats(oneshot::Sender<metrics::Snapshot>),
+}
+
+/// The gateway task's handle on one connection's tasks.
+pub struct ConnHandle {
+    writer: mpsc::UnboundedSender<Bytes>,
+    reader: JoinHandle<()>,
+    /// Whether the reader may read: false while the connection's unanswered requests exceed the
+    /// in-flight budget (backpressure reaches the client through TCP instead of our memory).
+    readable: watch::Sender<bool>,
 }
 
 struct Clock(Instant);
@@ -105,8 +114,7 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
     }
     let mut flush = (settings.flush_interval_ms > 0)
         .then(|| tokio::time::interval(Duration::from_millis(settings.flush_interval_ms)));
-    let mut writers: HashMap<ConnectionId, (mpsc::UnboundedSender<Bytes>, JoinHandle<()>)> =
-        HashMap::new();
+    let mut conns: HashMap<ConnectionId, ConnHandle> = HashMap::new();
     let mut shutdown = Box::pin(shutdown_signal());
     let mut draining: Option<tokio::time::Instant> = None;
 
@@ -114,13 +122,13 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
         let deadline = gateway.poll_timeout().map(|t| clock.instant(t));
         let input = tokio::select! {
             Some(event) = events.recv() => match event {
-                Event::Connected(conn, writer, reader) => {
-                    writers.insert(conn, (writer, reader));
+                Event::Connected(conn, handle) => {
+                    conns.insert(conn, handle);
                     Some(Input::Connected(conn))
                 }
                 Event::Received(conn, bytes) => Some(Input::Received(conn, bytes)),
                 Event::Closed(conn) => {
-                    writers.remove(&conn);
+                    conns.remove(&conn);
                     Some(Input::Closed(conn))
                 }
                 Event::Stats(reply) => {
@@ -145,25 +153,38 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
                 break;
             }
         };
+        let received_on = match &input {
+            Some(Input::Received(conn, _)) => Some(*conn),
+            _ => None,
+        };
         if let Some(input) = input
             && let Err(e) = gateway.handle_input(input, clock.now())
         {
             tracing::error!(error = %e, "driver error");
         }
+        let mut answered = Vec::new();
         while let Some(output) = gateway.poll_output() {
             match output {
                 Output::Transmit(conn, bytes) => {
-                    if let Some((w, _)) = writers.get(&conn) {
-                        let _ = w.send(bytes);
+                    if let Some(c) = conns.get(&conn) {
+                        let _ = c.writer.send(bytes);
+                        answered.push(conn);
                     }
                 }
                 Output::Close(conn) => {
                     tracing::debug!(%conn, "closing connection after a protocol error");
-                    if let Some((_, reader)) = writers.remove(&conn) {
-                        reader.abort();
+                    if let Some(c) = conns.remove(&conn) {
+                        c.reader.abort();
                     }
                 }
                 Output::Storage(command) => storage.submit(command),
+            }
+        }
+        for conn in received_on.into_iter().chain(answered) {
+            if let Some(c) = conns.get(&conn) {
+                let wanted = gateway.wants_read(conn);
+                c.readable
+                    .send_if_modified(|r| std::mem::replace(r, wanted) != wanted);
             }
         }
         if draining.is_some() && !gateway.has_work_in_flight() {
@@ -217,11 +238,17 @@ async fn accept_loop(
         let conn = ConnectionId(next);
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (writer, rx) = mpsc::unbounded_channel();
+        let (readable, may_read) = watch::channel(true);
         tokio::spawn(write_loop(write, rx));
-        let reader = tokio::spawn(read_loop(conn, read, events.clone(), permit));
+        let reader = tokio::spawn(read_loop(conn, read, events.clone(), may_read, permit));
         tracing::debug!(%conn, %peer, "accepted");
-        if events.send(Event::Connected(conn, tx, reader)).is_err() {
+        let handle = ConnHandle {
+            writer,
+            reader,
+            readable,
+        };
+        if events.send(Event::Connected(conn, handle)).is_err() {
             return;
         }
     }
@@ -231,10 +258,14 @@ async fn read_loop(
     conn: ConnectionId,
     mut read: tokio::net::tcp::OwnedReadHalf,
     events: mpsc::UnboundedSender<Event>,
+    mut may_read: watch::Receiver<bool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
+        if may_read.wait_for(|r| *r).await.is_err() {
+            return;
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
