@@ -29,12 +29,16 @@ const C: ConnectionId = ConnectionId(1);
 
 impl Sim {
     fn new() -> Sim {
+        Sim::with_config(Config::default())
+    }
+
+    fn with_config(config: Config) -> Sim {
         let now = Now {
             mono: Millis(1_000),
             wall: TimestampMs(1_700_000_000_000),
         };
         let mut sim = Sim {
-            gw: Gateway::new(Config::default(), Vec::new(), now),
+            gw: Gateway::new(config, Vec::new(), now),
             storage: MemoryStorage::new(),
             now,
             held: Vec::new(),
@@ -431,4 +435,25 @@ fn garbage_closes_only_that_connection() {
         Bytes::from_static(&[0, 0, 0, 4, 0, 0, 0, 0]),
     ));
     assert_eq!(sim.closed, vec![C, other], "a truncated header closes too");
+}
+
+#[test]
+fn a_connection_over_its_in_flight_budget_is_not_read() {
+    let mut sim = Sim::with_config(Config {
+        max_in_flight_bytes_per_connection: 100,
+        ..Config::default()
+    });
+    sim.create_topic("t", 1);
+    assert!(sim.gw.wants_read(C));
+    sim.hold = true;
+    sim.produce(
+        "t",
+        0,
+        1,
+        &["a fairly long value to exceed one hundred bytes with the frame around it"],
+    );
+    assert!(!sim.gw.wants_read(C), "unanswered bytes exceed the budget");
+    sim.release();
+    sim.produce_result();
+    assert!(sim.gw.wants_read(C));
 }
