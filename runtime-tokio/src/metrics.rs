@@ -27,6 +27,23 @@ pub struct Snapshot {
     pub protocol_errors: u64,
     /// Per partition.
     pub partitions: Vec<PartitionSnapshot>,
+    /// Request latencies per API.
+    pub latencies: Vec<LatencySnapshot>,
+}
+
+/// One API's request latencies.
+#[derive(Serialize, Debug)]
+pub struct LatencySnapshot {
+    /// The API's name.
+    pub api: &'static str,
+    /// Requests answered.
+    pub count: u64,
+    /// Sum of their latencies in ms.
+    pub total_ms: u64,
+    /// Mean latency in ms.
+    pub mean_ms: f64,
+    /// Largest latency in ms.
+    pub max_ms: u64,
 }
 
 /// One partition's figures.
@@ -63,6 +80,17 @@ impl Snapshot {
                     log_start_offset: p.log_start_offset,
                     high_watermark: p.high_watermark,
                     ledger_entries: p.ledger_entries,
+                })
+                .collect(),
+            latencies: s
+                .latency
+                .iter()
+                .map(|(api, l)| LatencySnapshot {
+                    api: api.name(),
+                    count: l.count,
+                    total_ms: l.total_ms,
+                    mean_ms: l.total_ms as f64 / l.count.max(1) as f64,
+                    max_ms: l.max_ms,
                 })
                 .collect(),
         }
@@ -113,6 +141,23 @@ impl Snapshot {
                 out,
                 "kelp_ledger_entries{{topic=\"{}\",partition=\"{}\"}} {}",
                 p.topic, p.partition, p.ledger_entries
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kelp_request_latency_ms Request latency by API.\n# TYPE kelp_request_latency_ms summary"
+        );
+        for l in &self.latencies {
+            let sum = l.total_ms;
+            let _ = writeln!(
+                out,
+                "kelp_request_latency_ms_sum{{api=\"{}\"}} {sum}",
+                l.api
+            );
+            let _ = writeln!(
+                out,
+                "kelp_request_latency_ms_count{{api=\"{}\"}} {}",
+                l.api, l.count
             );
         }
         out

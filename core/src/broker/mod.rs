@@ -181,6 +181,19 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Connections closed because of bad input.
     pub protocol_errors: u64,
+    /// Time from a request's arrival to its answer, per API.
+    pub latency: BTreeMap<ApiKey, Latency>,
+}
+
+/// Request latencies of one API, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Requests answered.
+    pub count: u64,
+    /// Sum of their latencies.
+    pub total_ms: u64,
+    /// The largest.
+    pub max_ms: u64,
 }
 
 /// A partition's figures for the stats endpoint.
@@ -208,6 +221,8 @@ pub struct Gateway {
     next_token: u64,
     next_producer_id: i64,
     stats: Stats,
+    /// Arrival time and API of every request not yet answered.
+    started: HashMap<RequestKey, (Millis, ApiKey)>,
 }
 
 impl Gateway {
@@ -236,6 +251,7 @@ impl Gateway {
             // Producer ids from the wall clock, so ids handed out before a restart are not reused.
             next_producer_id: now.wall.0.max(0),
             stats: Stats::default(),
+            started: HashMap::new(),
         }
     }
 
@@ -366,6 +382,7 @@ impl Gateway {
     fn forget_connection(&mut self, conn: ConnectionId) {
         self.conns.remove(&conn);
         self.pending.retain(|k, _| k.conn != conn);
+        self.started.retain(|k, _| k.conn != conn);
     }
 
     fn on_frame(&mut self, conn: ConnectionId, frame: Bytes) {
@@ -402,6 +419,8 @@ impl Gateway {
     fn dispatch(&mut self, key: RequestKey, request: Request, frame_len: usize) {
         let correlation_id = request.header.correlation_id;
         let version = request.header.api_version;
+        self.started
+            .insert(key, (self.now.mono, request.body.api_key()));
         let immediate = match request.body {
             RequestBody::ApiVersions(_) => Some(ResponseBody::ApiVersions(
                 admin::api_versions_response(ErrorCode::NONE),
@@ -475,6 +494,13 @@ impl Gateway {
 
     /// Completes request `key` with `response` (`None`: no response, e.g. acks=0).
     fn finish(&mut self, key: RequestKey, frame_len: usize, response: Option<Bytes>) {
+        if let Some((start, api)) = self.started.remove(&key) {
+            let ms = self.now.mono.0.saturating_sub(start.0);
+            let l = self.stats.latency.entry(api).or_default();
+            l.count += 1;
+            l.total_ms += ms;
+            l.max_ms = l.max_ms.max(ms);
+        }
         let Some(c) = self.conns.get_mut(&key.conn) else {
             return;
         };
