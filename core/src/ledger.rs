@@ -28,6 +28,21 @@ pub struct IndexEntry {
     pub position: LogPosition,
     /// Largest record timestamp from this entry up to the next.
     pub max_timestamp: TimestampMs,
+    /// Bytes of log from this entry up to the next (retention by size sums them per segment).
+    pub bytes: u64,
+}
+
+/// One segment as the index sees it: enough for retention decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// The segment's name (base offset of its file).
+    pub segment: Offset,
+    /// First offset indexed in it.
+    pub first_offset: Offset,
+    /// Bytes appended to it.
+    pub bytes: u64,
+    /// Largest record timestamp in it.
+    pub max_timestamp: TimestampMs,
 }
 
 /// An append the ledger has assigned offsets to and not yet seen complete.
@@ -107,6 +122,26 @@ impl OffsetLedger {
         &self.index
     }
 
+    /// The segments the index spans, oldest first (the last is the one being appended to).
+    pub fn segments(&self) -> Vec<SegmentSummary> {
+        let mut out: Vec<SegmentSummary> = Vec::new();
+        for e in &self.index {
+            match out.last_mut() {
+                Some(s) if s.segment == e.position.segment => {
+                    s.bytes += e.bytes;
+                    s.max_timestamp = s.max_timestamp.max(e.max_timestamp);
+                }
+                _ => out.push(SegmentSummary {
+                    segment: e.position.segment,
+                    first_offset: e.offset,
+                    bytes: e.bytes,
+                    max_timestamp: e.max_timestamp,
+                }),
+            }
+        }
+        out
+    }
+
     /// Number of sparse index entries (for stats and the memory bound).
     pub fn index_len(&self) -> usize {
         self.index.len()
@@ -156,11 +191,13 @@ impl OffsetLedger {
                 offset: done.base_offset,
                 position,
                 max_timestamp: done.max_timestamp,
+                bytes: done.bytes,
             });
             self.records_since_entry = 0;
             self.bytes_since_entry = 0;
         } else if let Some(last) = self.index.last_mut() {
             last.max_timestamp = last.max_timestamp.max(done.max_timestamp);
+            last.bytes += done.bytes;
         }
         self.records_since_entry += done.records;
         self.bytes_since_entry += done.bytes;
@@ -299,6 +336,7 @@ mod tests {
                 offset: Offset(0),
                 position: pos(0),
                 max_timestamp: TimestampMs(5),
+                bytes: 100,
             }],
         );
         assert_eq!(l.advance_log_start(Offset(50)), Offset(50));

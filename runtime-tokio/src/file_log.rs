@@ -145,6 +145,7 @@ impl PartitionLog {
             log_start_offset: log_start,
             next_offset: next,
             index,
+            topic_config: read_topic_config(dir)?,
         };
         Ok(Some((log, recovered)))
     }
@@ -433,12 +434,42 @@ pub fn recover_all(
                     log_start_offset: Offset(0),
                     next_offset: Offset(0),
                     index: Vec::new(),
+                    topic_config: Vec::new(),
                 };
                 out.push((tp, log, recovered));
             }
         }
     }
     Ok(out)
+}
+
+/// Stores a topic's explicitly set configuration in its partition directory (atomically).
+pub fn write_topic_config(
+    data_dir: &Path,
+    tp: &TopicPartition,
+    entries: &[(String, String)],
+) -> Result<(), StorageError> {
+    let dir = partition_dir(data_dir, tp);
+    let text: String = entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let tmp = dir.join("topic.conf.tmp");
+    fs::write(&tmp, text).map_err(io_err)?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err)?;
+    fs::rename(&tmp, dir.join("topic.conf")).map_err(io_err)?;
+    sync_dir(&dir)
+}
+
+fn read_topic_config(dir: &Path) -> Result<Vec<(String, String)>, StorageError> {
+    match fs::read_to_string(dir.join("topic.conf")) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(e)),
+    }
 }
 
 /// Removes a partition's directory.

@@ -115,7 +115,8 @@ impl Storage {
             StorageCommand::CreatePartition { ref partition, .. }
             | StorageCommand::DeletePartition { ref partition, .. }
             | StorageCommand::Append { ref partition, .. }
-            | StorageCommand::TruncateBefore { ref partition, .. } => {
+            | StorageCommand::TruncateBefore { ref partition, .. }
+            | StorageCommand::WriteTopicConfig { ref partition, .. } => {
                 let tp = partition.clone();
                 let tx = match self.writers.get(&tp) {
                     Some(tx) => tx.clone(),
@@ -221,6 +222,10 @@ fn perform(
                 .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done),
             None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
         },
+        StorageCommand::WriteTopicConfig { entries, .. } => {
+            file_log::write_topic_config(data_dir, tp, &entries)
+                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
+        }
         StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
             StorageCompletion::Failed(StorageError::Io("reads do not go through writers".into()))
         }

@@ -16,10 +16,6 @@ use crate::api::delete_topics::response::DeletableTopicResult;
 use crate::api::delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
 use crate::api::describe_cluster::response::DescribeClusterBroker;
 use crate::api::describe_cluster::{DescribeClusterRequest, DescribeClusterResponse};
-use crate::api::describe_configs::response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
-use crate::api::describe_configs::{DescribeConfigsRequest, DescribeConfigsResponse};
 use crate::api::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::api::metadata::response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -31,7 +27,7 @@ use crate::storage::{StorageCommand, StorageCompletion};
 use crate::types::TopicPartition;
 
 /// The APIs the gateway answers today; ApiVersions advertises exactly these.
-pub(crate) const SERVED: [ApiKey; 13] = [
+pub(crate) const SERVED: [ApiKey; 15] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -43,6 +39,8 @@ pub(crate) const SERVED: [ApiKey; 13] = [
     ApiKey::InitProducerId,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
     ApiKey::CreatePartitions,
     ApiKey::DescribeCluster,
 ];
@@ -244,59 +242,6 @@ impl Gateway {
         }
     }
 
-    pub(super) fn describe_configs(
-        &self,
-        request: DescribeConfigsRequest,
-    ) -> DescribeConfigsResponse {
-        const TOPIC: i8 = 2;
-        const BROKER: i8 = 4;
-        // (name, value, Kafka ConfigType: 2 STRING, 3 INT, 5 LONG, 7 LIST)
-        const TOPIC_DEFAULTS: [(&str, &str, i8); 5] = [
-            ("cleanup.policy", "delete", 7),
-            ("retention.ms", "604800000", 5),
-            ("retention.bytes", "-1", 5),
-            ("max.message.bytes", "1048588", 3),
-            ("segment.bytes", "1073741824", 3),
-        ];
-        let mut response = DescribeConfigsResponse::default();
-        for resource in request.resources {
-            let mut result = DescribeConfigsResult {
-                resource_type: resource.resource_type,
-                resource_name: resource.resource_name.clone(),
-                error_message: None,
-                ..Default::default()
-            };
-            let wanted = |name: &str| {
-                resource
-                    .configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-            };
-            match resource.resource_type {
-                TOPIC if self.topics.contains_key(&resource.resource_name) => {
-                    result.configs = TOPIC_DEFAULTS
-                        .iter()
-                        .filter(|(name, _, _)| wanted(name))
-                        .map(|(name, value, config_type)| DescribeConfigsResourceResult {
-                            name: KStr::from_static(name),
-                            value: Some(KStr::from_static(value)),
-                            // 5 = DEFAULT_CONFIG
-                            config_source: 5,
-                            config_type: *config_type,
-                            documentation: None,
-                            ..Default::default()
-                        })
-                        .collect();
-                }
-                TOPIC => result.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
-                BROKER => {}
-                _ => result.error_code = ErrorCode::INVALID_REQUEST.0,
-            }
-            response.results.push(result);
-        }
-        response
-    }
-
     pub(super) fn create_topics(
         &mut self,
         key: RequestKey,
@@ -307,6 +252,7 @@ impl Gateway {
     ) -> Option<ResponseBody> {
         let mut response = CreateTopicsResponse::default();
         let mut creates = Vec::new();
+        let mut created = Vec::new();
         for (ti, topic) in request.topics.into_iter().enumerate() {
             let partitions = if topic.num_partitions == -1 {
                 self.config.default_partitions.max(1)
@@ -331,10 +277,19 @@ impl Gateway {
             } else {
                 None
             };
+            let mut config = super::configs::TopicConfig::default();
+            let config_error = topic.configs.iter().find_map(|c| {
+                config
+                    .set(c.name.as_str(), c.value.as_ref().map(KStr::as_str))
+                    .err()
+            });
+            let error = error.or(config_error.as_ref().map(|_| ErrorCode::INVALID_CONFIG));
             match error {
                 Some(code) => {
                     r.error_code = code.0;
-                    r.error_message = Some(KStr::from(format!("{code:?}")));
+                    r.error_message = Some(KStr::from(
+                        config_error.clone().unwrap_or_else(|| format!("{code:?}")),
+                    ));
                     r.num_partitions = -1;
                     r.replication_factor = -1;
                     r.configs = None;
@@ -342,17 +297,18 @@ impl Gateway {
                 None => {
                     r.topic_id = crate::broker::topic_id_for(topic.name.as_str());
                     if !request.validate_only {
-                        creates.extend(
-                            self.create_topic_now(&topic.name, partitions)
-                                .into_iter()
-                                .map(|tp| (ti, tp)),
-                        );
+                        let tps = self.create_topic_now(&topic.name, partitions);
+                        creates.extend(tps.into_iter().map(|tp| (ti, tp)));
+                        if let Some(t) = self.topics.get_mut(&topic.name) {
+                            t.config = config;
+                        }
+                        created.push(topic.name.clone());
                     }
                 }
             }
             response.topics.push(r);
         }
-        self.admin_wait(
+        let answer = self.admin_wait(
             key,
             correlation_id,
             version,
@@ -363,7 +319,18 @@ impl Gateway {
                 token,
                 partition: tp,
             },
-        )
+        );
+        // After the creates: the storage keeps per-partition order, so partition 0 exists by then.
+        for name in created {
+            if self
+                .topics
+                .get(&name)
+                .is_some_and(|t| !t.config.entries().is_empty())
+            {
+                self.store_topic_config(&name);
+            }
+        }
+        answer
     }
 
     pub(super) fn delete_topics(

@@ -24,6 +24,7 @@
 //! acks=all (under the default flush policy) only after the driver made it durable (`sync`).
 
 mod admin;
+mod configs;
 mod connection;
 mod fetch;
 mod offsets;
@@ -41,6 +42,7 @@ use connection::Connection;
 use partition::Topic;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+pub use configs::TopicConfig;
 pub use partition::topic_id_for;
 
 /// How the gateway behaves; the runtime fills it from CLI flags, env vars and the config file.
@@ -67,6 +69,8 @@ pub struct Config {
     pub sync_on_acks_all: bool,
     /// Cap on a batch's decompressed size when Kelp must look inside (time lookups).
     pub max_decompressed_batch_bytes: usize,
+    /// How often retention (`retention.ms`, `retention.bytes`) is checked.
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             default_partitions: 1,
             sync_on_acks_all: true,
             max_decompressed_batch_bytes: crate::codec::record_batch::DEFAULT_MAX_DECOMPRESSED,
+            retention_check_interval_ms: 30_000,
         }
     }
 }
@@ -223,6 +228,8 @@ pub struct Gateway {
     stats: Stats,
     /// Arrival time and API of every request not yet answered.
     started: HashMap<RequestKey, (Millis, ApiKey)>,
+    /// When retention runs next.
+    next_retention: Millis,
 }
 
 impl Gateway {
@@ -239,6 +246,7 @@ impl Gateway {
                 .or_insert_with(|| Topic::new(&r.partition.topic, 0));
             topic.restore_partition(r);
         }
+        let retention_interval = config.retention_check_interval_ms;
         Gateway {
             config,
             now,
@@ -252,6 +260,7 @@ impl Gateway {
             next_producer_id: now.wall.0.max(0),
             stats: Stats::default(),
             started: HashMap::new(),
+            next_retention: now.mono.plus(retention_interval),
         }
     }
 
@@ -278,13 +287,11 @@ impl Gateway {
 
     /// When the driver must feed [`Input::Tick`] next, if anything waits for time.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.pending
-            .values()
-            .filter_map(|p| match &p.state {
-                PendingState::Fetch(f) if f.parked => Some(f.deadline),
-                _ => None,
-            })
-            .min()
+        let fetches = self.pending.values().filter_map(|p| match &p.state {
+            PendingState::Fetch(f) if f.parked => Some(f.deadline),
+            _ => None,
+        });
+        fetches.chain(std::iter::once(self.next_retention)).min()
     }
 
     /// Whether the driver should keep reading from `conn` (false while its unanswered requests
@@ -435,6 +442,10 @@ impl Gateway {
             RequestBody::DescribeConfigs(r) => {
                 Some(ResponseBody::DescribeConfigs(self.describe_configs(r)))
             }
+            RequestBody::AlterConfigs(r) => Some(ResponseBody::AlterConfigs(self.alter_configs(r))),
+            RequestBody::IncrementalAlterConfigs(r) => Some(ResponseBody::IncrementalAlterConfigs(
+                self.incremental_alter_configs(r),
+            )),
             RequestBody::OffsetForLeaderEpoch(r) => Some(ResponseBody::OffsetForLeaderEpoch(
                 self.offset_for_leader_epoch(r),
             )),
@@ -573,6 +584,10 @@ impl Gateway {
 
     fn tick(&mut self) {
         let now = self.now.mono;
+        if now >= self.next_retention {
+            self.next_retention = now.plus(self.config.retention_check_interval_ms.max(1));
+            self.enforce_retention();
+        }
         let due: Vec<RequestKey> = self
             .pending
             .iter()

@@ -16,6 +16,7 @@ use bytes::Bytes;
 pub(crate) struct Topic {
     pub(crate) id: Uuid,
     pub(crate) partitions: Vec<PartitionState>,
+    pub(crate) config: super::configs::TopicConfig,
 }
 
 impl Topic {
@@ -23,6 +24,7 @@ impl Topic {
         Topic {
             id: topic_id_for(name.as_str()),
             partitions: (0..partitions).map(|_| PartitionState::default()).collect(),
+            config: super::configs::TopicConfig::default(),
         }
     }
 
@@ -33,6 +35,9 @@ impl Topic {
         }
         self.partitions[i].ledger =
             OffsetLedger::restore(r.log_start_offset, r.next_offset, r.index);
+        if !r.topic_config.is_empty() {
+            self.config = super::configs::TopicConfig::from_entries(r.topic_config);
+        }
     }
 }
 

@@ -30,7 +30,12 @@ struct Checked {
     max_timestamp: TimestampMs,
 }
 
-fn check_batches(records: Option<Bytes>, now: TimestampMs) -> Result<Checked, ErrorCode> {
+/// Checks every batch; `max_batch_bytes` is the topic's `max.message.bytes`.
+fn check_batches(
+    records: Option<Bytes>,
+    now: TimestampMs,
+    max_batch_bytes: usize,
+) -> Result<Checked, ErrorCode> {
     let records = records.ok_or(ErrorCode::INVALID_RECORD)?;
     let mut checked = Checked {
         batches: Vec::new(),
@@ -40,6 +45,9 @@ fn check_batches(records: Option<Bytes>, now: TimestampMs) -> Result<Checked, Er
     };
     for batch in Batches::new(records) {
         let batch = batch.map_err(|e| e.error_code())?;
+        if batch.bytes().len() > max_batch_bytes {
+            return Err(ErrorCode::MESSAGE_TOO_LARGE);
+        }
         let h = batch.header();
         // Kafka requires the count and the last offset delta to agree, and at least one record.
         if h.record_count < 1 || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
@@ -112,7 +120,11 @@ impl Gateway {
                         ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
                     })
                 } else {
-                    check_batches(part.records, self.now.wall)
+                    let max = name
+                        .as_ref()
+                        .and_then(|n| self.topics.get(n))
+                        .map_or(usize::MAX, |t| t.config.max_message_bytes());
+                    check_batches(part.records, self.now.wall, max)
                 };
                 match (result, &name) {
                     (Ok(checked), Some(name)) => {

@@ -32,6 +32,60 @@ impl Sim {
         Sim::with_config(Config::default())
     }
 
+    fn describe(&mut self, topic: &str) -> Vec<(String, String, i8)> {
+        let body = crate::api::describe_configs::DescribeConfigsRequest {
+            resources: vec![
+                crate::api::describe_configs::request::DescribeConfigsResource {
+                    resource_type: 2,
+                    resource_name: topic.into(),
+                    configuration_keys: None,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        self.send(4, RequestBody::DescribeConfigs(body));
+        let ResponseBody::DescribeConfigs(r) = self.take(ApiKey::DescribeConfigs, 4).body else {
+            panic!()
+        };
+        r.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    c.config_source,
+                )
+            })
+            .collect()
+    }
+
+    fn set_config(&mut self, topic: &str, name: &str, value: &str) -> i16 {
+        use crate::api::incremental_alter_configs as iac;
+        let body = iac::IncrementalAlterConfigsRequest {
+            resources: vec![iac::request::AlterConfigsResource {
+                resource_type: 2,
+                resource_name: topic.into(),
+                configs: vec![iac::request::AlterableConfig {
+                    name: name.into(),
+                    config_operation: 0,
+                    value: Some(value.into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.send(1, RequestBody::IncrementalAlterConfigs(body));
+        let ResponseBody::IncrementalAlterConfigs(r) =
+            self.take(ApiKey::IncrementalAlterConfigs, 1).body
+        else {
+            panic!()
+        };
+        r.responses[0].error_code
+    }
+
     fn with_config(config: Config) -> Sim {
         let now = Now {
             mono: Millis(1_000),
@@ -359,7 +413,10 @@ fn fetch_long_polls_until_data_or_deadline() {
     assert_eq!(sim.pending_responses(), 0);
     sim.advance(1);
     assert_eq!(sim.fetch_result(), (0, 1, vec![]));
-    assert_eq!(sim.gw.poll_timeout(), None);
+    assert!(
+        sim.gw.poll_timeout().unwrap() > Millis(2_000),
+        "no fetch deadline is left"
+    );
 }
 
 #[test]
@@ -456,4 +513,77 @@ fn a_connection_over_its_in_flight_budget_is_not_read() {
     sim.release();
     sim.produce_result();
     assert!(sim.gw.wants_read(C));
+}
+
+#[test]
+fn configs_are_described_altered_and_validated() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    let before = sim.describe("t");
+    assert!(before.contains(&("retention.ms".into(), "604800000".into(), 5)));
+    assert_eq!(sim.set_config("t", "retention.ms", "1000"), 0);
+    assert!(
+        sim.describe("t")
+            .contains(&("retention.ms".into(), "1000".into(), 1))
+    );
+    assert_eq!(
+        sim.set_config("t", "cleanup.policy", "compact"),
+        ErrorCode::INVALID_CONFIG.0
+    );
+    assert_eq!(
+        sim.set_config("t", "no.such.config", "1"),
+        ErrorCode::INVALID_CONFIG.0
+    );
+    assert_eq!(
+        sim.set_config("nope", "retention.ms", "1"),
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0
+    );
+    assert_eq!(sim.set_config("t", "max.message.bytes", "100"), 0);
+    sim.produce(
+        "t",
+        0,
+        1,
+        &["a value that makes the batch larger than one hundred bytes in total......."],
+    );
+    assert_eq!(sim.produce_result().0, ErrorCode::MESSAGE_TOO_LARGE.0);
+}
+
+#[test]
+fn retention_drops_whole_old_segments_by_size_and_time() {
+    let mut sim = Sim::new();
+    sim.storage = MemoryStorage::with_segment_bytes(150);
+    sim.create_topic("t", 1);
+    for i in 0..10 {
+        sim.produce("t", 0, 1, &[&format!("value-{i}")]);
+        assert_eq!(sim.produce_result(), (0, i));
+    }
+    let tp = TopicPartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let segments = sim.storage.segment_count(&tp);
+    assert!(segments >= 3, "segments rolled: {segments}");
+    // By size: keep roughly the newest 300 bytes.
+    assert_eq!(sim.set_config("t", "retention.bytes", "300"), 0);
+    sim.advance(30_000);
+    let start = sim.gw.partition_stats()[0].log_start_offset;
+    assert!(start > 0, "old segments dropped");
+    assert!(sim.storage.segment_count(&tp) < segments);
+    sim.fetch("t", 0, 0, 0);
+    assert_eq!(sim.fetch_result().0, ErrorCode::OFFSET_OUT_OF_RANGE.0);
+    sim.fetch("t", 0, start, 0);
+    let (err, hw, values) = sim.fetch_result();
+    assert_eq!((err, hw), (0, 10));
+    assert!(values.contains(&format!("value-{start}")));
+    // By time: everything but the active segment is older than 1 ms.
+    assert_eq!(sim.set_config("t", "retention.ms", "1"), 0);
+    sim.now.wall = TimestampMs(sim.now.wall.0 + 10_000);
+    sim.advance(30_000);
+    assert_eq!(
+        sim.storage.segment_count(&tp),
+        1,
+        "only the active segment stays"
+    );
+    sim.fetch("t", 0, 9, 0);
+    assert_eq!(sim.fetch_result().2, vec!["value-9".to_string()]);
 }

@@ -1,7 +1,8 @@
 //! A storage that keeps each partition's log in memory, using the embedded log's format.
 //!
 //! For tests, simulations and embedding examples: it performs a [`StorageCommand`] at once and
-//! returns its completion, exactly as a disk-backed driver would later. Nothing survives the process.
+//! returns its completion, exactly as a disk-backed driver would later. Segments roll at
+//! `segment_bytes` like the disk log's, so retention can be exercised. Nothing survives the process.
 
 use super::log::{find_by_time, select_batches};
 use super::{StorageCommand, StorageCompletion, StorageError};
@@ -9,23 +10,45 @@ use crate::types::{LogPosition, Offset, TopicPartition};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeMap;
 
-/// All partitions' logs, one segment each.
+/// One partition: segments by base offset.
 #[derive(Default)]
+struct MemoryLog {
+    segments: BTreeMap<Offset, BytesMut>,
+    next_offset: Offset,
+}
+
+/// All partitions' logs.
 pub struct MemoryStorage {
-    logs: BTreeMap<TopicPartition, BytesMut>,
+    logs: BTreeMap<TopicPartition, MemoryLog>,
+    segment_bytes: usize,
     /// Fail every append from now on (to test failure paths).
     pub fail_appends: bool,
 }
 
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        MemoryStorage::new()
+    }
+}
+
 impl MemoryStorage {
-    /// An empty storage.
+    /// An empty storage with (practically) unbounded segments.
     pub fn new() -> MemoryStorage {
-        MemoryStorage::default()
+        MemoryStorage::with_segment_bytes(usize::MAX)
     }
 
-    /// The bytes of a partition's log.
-    pub fn log(&self, partition: &TopicPartition) -> Option<&[u8]> {
-        self.logs.get(partition).map(|b| &b[..])
+    /// An empty storage whose segments roll once they hold `segment_bytes`.
+    pub fn with_segment_bytes(segment_bytes: usize) -> MemoryStorage {
+        MemoryStorage {
+            logs: BTreeMap::new(),
+            segment_bytes,
+            fail_appends: false,
+        }
+    }
+
+    /// Number of segments a partition holds.
+    pub fn segment_count(&self, partition: &TopicPartition) -> usize {
+        self.logs.get(partition).map_or(0, |l| l.segments.len())
     }
 
     /// Performs `command` and returns its completion.
@@ -35,30 +58,67 @@ impl MemoryStorage {
         };
         match command {
             StorageCommand::CreatePartition { partition, .. } => {
-                self.logs.entry(partition.clone()).or_default();
+                let log = self.logs.entry(partition.clone()).or_default();
+                log.segments.entry(Offset(0)).or_default();
                 StorageCompletion::Done
             }
             StorageCommand::DeletePartition { partition, .. } => {
                 self.logs.remove(partition);
                 StorageCompletion::Done
             }
-            StorageCommand::TruncateBefore { .. } => StorageCompletion::Done,
+            StorageCommand::WriteTopicConfig { .. } => StorageCompletion::Done,
+            StorageCommand::TruncateBefore {
+                partition, offset, ..
+            } => {
+                let Some(log) = self.logs.get_mut(partition) else {
+                    return unknown(partition);
+                };
+                // Drop segments whose successor starts at or below the new log start.
+                while log.segments.len() > 1 {
+                    let mut bases = log.segments.keys();
+                    let (first, second) = match (bases.next(), bases.next()) {
+                        (Some(a), Some(b)) => (*a, *b),
+                        _ => break,
+                    };
+                    if second > *offset {
+                        break;
+                    }
+                    log.segments.remove(&first);
+                }
+                StorageCompletion::Done
+            }
             StorageCommand::Append {
                 partition, batches, ..
             } => {
                 if self.fail_appends {
                     return StorageCompletion::Failed(StorageError::Io("injected failure".into()));
                 }
+                let segment_bytes = self.segment_bytes;
                 let Some(log) = self.logs.get_mut(partition) else {
                     return unknown(partition);
                 };
+                let Some(first) = batches.first() else {
+                    return StorageCompletion::Failed(StorageError::Io("empty append".into()));
+                };
+                let active_len = log.segments.values().next_back().map_or(0, BytesMut::len);
+                if active_len >= segment_bytes && active_len > 0 {
+                    log.segments.insert(first.base_offset, BytesMut::new());
+                }
+                let Some((&segment, active)) = log.segments.iter_mut().next_back() else {
+                    return unknown(partition);
+                };
                 let position = LogPosition {
-                    segment: Offset(0),
-                    byte: log.len() as u64,
+                    segment,
+                    byte: active.len() as u64,
                 };
                 for b in batches {
-                    log.put_i64(b.base_offset.0);
-                    log.put_slice(&b.bytes[8..]);
+                    active.put_i64(b.base_offset.0);
+                    active.put_slice(&b.bytes[8..]);
+                    let count = b
+                        .bytes
+                        .get(57..61)
+                        .map_or(0, |c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+                    log.next_offset = b.base_offset.plus(i64::from(count));
                 }
                 StorageCompletion::Appended { position }
             }
@@ -73,10 +133,22 @@ impl MemoryStorage {
                 let Some(log) = self.logs.get(partition) else {
                     return unknown(partition);
                 };
-                let chunk = &log[(from.byte as usize).min(log.len())..];
-                let (skip, take) = select_batches(chunk, *offset, *end, *max_bytes);
+                for (&base, bytes) in log.segments.range(from.segment..) {
+                    let start = if base == from.segment {
+                        (from.byte as usize).min(bytes.len())
+                    } else {
+                        0
+                    };
+                    let chunk = &bytes[start..];
+                    let (skip, take) = select_batches(chunk, *offset, *end, *max_bytes);
+                    if take > 0 {
+                        return StorageCompletion::Read {
+                            batches: Bytes::copy_from_slice(&chunk[skip..skip + take]),
+                        };
+                    }
+                }
                 StorageCompletion::Read {
-                    batches: Bytes::copy_from_slice(&chunk[skip..skip + take]),
+                    batches: Bytes::new(),
                 }
             }
             StorageCommand::FindByTime {
@@ -89,10 +161,18 @@ impl MemoryStorage {
                 let Some(log) = self.logs.get(partition) else {
                     return unknown(partition);
                 };
-                let chunk = Bytes::copy_from_slice(&log[(from.byte as usize).min(log.len())..]);
-                StorageCompletion::Found {
-                    hit: find_by_time(&chunk, *timestamp, *end, usize::MAX),
+                for (&base, bytes) in log.segments.range(from.segment..) {
+                    let start = if base == from.segment {
+                        (from.byte as usize).min(bytes.len())
+                    } else {
+                        0
+                    };
+                    let chunk = Bytes::copy_from_slice(&bytes[start..]);
+                    if let Some(hit) = find_by_time(&chunk, *timestamp, *end, usize::MAX) {
+                        return StorageCompletion::Found { hit: Some(hit) };
+                    }
                 }
+                StorageCompletion::Found { hit: None }
             }
         }
     }

@@ -84,6 +84,15 @@ pub enum StorageCommand {
         /// Stop before this offset.
         end: Offset,
     },
+    /// Store a topic's explicitly set configuration (replacing what was stored) with its partition 0.
+    WriteTopicConfig {
+        /// The token of the completion.
+        token: StorageToken,
+        /// Partition 0 of the topic.
+        partition: TopicPartition,
+        /// (name, value) pairs.
+        entries: Vec<(String, String)>,
+    },
     /// Forget data before `offset` (DeleteRecords, retention): whole segments below it may go.
     TruncateBefore {
         /// The token of the completion.
@@ -104,7 +113,8 @@ impl StorageCommand {
             | StorageCommand::Append { token, .. }
             | StorageCommand::Read { token, .. }
             | StorageCommand::FindByTime { token, .. }
-            | StorageCommand::TruncateBefore { token, .. } => *token,
+            | StorageCommand::TruncateBefore { token, .. }
+            | StorageCommand::WriteTopicConfig { token, .. } => *token,
         }
     }
 }
@@ -121,7 +131,7 @@ pub struct AppendBatch {
 /// The result of a [`StorageCommand`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageCompletion {
-    /// `CreatePartition`, `DeletePartition` or `TruncateBefore` done.
+    /// `CreatePartition`, `DeletePartition`, `TruncateBefore` or `WriteTopicConfig` done.
     Done,
     /// `Append` done: where the first appended batch starts.
     Appended {
@@ -167,4 +177,6 @@ pub struct RecoveredPartition {
     pub next_offset: Offset,
     /// Sparse index entries, ascending.
     pub index: Vec<crate::ledger::IndexEntry>,
+    /// The topic's stored configuration (kept with partition 0; empty elsewhere).
+    pub topic_config: Vec<(String, String)>,
 }
