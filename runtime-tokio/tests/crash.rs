@@ -352,3 +352,37 @@ fn a_torn_final_write_is_cut_on_restart() {
         &(9, "after".to_string())
     );
 }
+
+#[test]
+fn sigterm_drains_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut kelp = Kelp::start(dir.path(), port);
+    let mut c = Client::connect(kelp.addr).unwrap();
+    c.create("term");
+    for i in 0..5 {
+        c.produce("term", &[format!("v{i}")]).unwrap().unwrap();
+    }
+    let pid = kelp.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = kelp.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "kelp did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "clean exit, got {status}");
+    let kelp = Kelp::start(dir.path(), port);
+    assert_eq!(
+        Client::connect(kelp.addr).unwrap().fetch_all("term").len(),
+        5
+    );
+}
