@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The project's test command (README): formatting, lints, every workspace test, then a short run of
+# The project's test command (README): installs the clients, then formatting, lints, every workspace
+# test (unit, property, simulation, golden bytes, crash tests, end-to-end with real clients), then a short run of
 # every fuzz target over its corpus (seeded from real client bytes) and the saved regressions.
 # The last line counts the tests run (each fuzz target that finds nothing counts as one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== installing the Kafka clients the end-to-end tests use (cached)"
+bash tests/install.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
+# The end-to-end tests run the debug `kelp` that this build makes, and may not skip a client.
+cargo build --locked -p kelp-tokio --bin kelp
+export KELP_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kelp" KELP_E2E_REQUIRE=1
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target)"

@@ -1,0 +1,56 @@
+"""Shared by the Python clients (librdkafka/client.py, kafka-python/client.py): argument parsing,
+the record file reader and the JSON line writer of the contract in tests/README.md."""
+import argparse
+import base64
+import json
+import sys
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--input")
+    ap.add_argument("--times", default="")
+    ap.add_argument("command", choices=["create", "produce", "consume", "offsets"])
+    a = ap.parse_args()
+    a.times = [int(t) for t in a.times.split(",") if t]
+    return a
+
+
+def _bytes(field):
+    return None if field == "-" else base64.b64decode(field)
+
+
+def read_groups(path):
+    """The record file as [(codec, [record, ...]), ...], one entry per run of lines with the same codec."""
+    groups = []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            f_ = line.split("\t")
+            rec = {"partition": int(f_[1]), "timestamp": int(f_[2]), "key": _bytes(f_[3]),
+                   "value": _bytes(f_[4]),
+                   "headers": [(base64.b64decode(f_[k]).decode(), _bytes(f_[k + 1]))
+                               for k in range(5, len(f_) - 1, 2)]}
+            if not groups or groups[-1][0] != f_[0]:
+                groups.append((f_[0], []))
+            groups[-1][1].append(rec)
+    return groups
+
+
+def _b64(b):
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def record_json(partition, offset, timestamp, key, value, headers):
+    return {"partition": partition, "offset": offset, "timestamp": timestamp, "key": _b64(key),
+            "value": _b64(value), "headers": [[k, _b64(v)] for k, v in headers]}
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()

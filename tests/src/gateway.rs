@@ -1,0 +1,215 @@
+//! The server under test: the `kelp` binary started on a free loopback port with a fresh data
+//! directory (killed when dropped), or an already running broker named by `KELP_E2E_BOOTSTRAP`.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{TempDir, skip, wire};
+
+pub struct Gateway {
+    bootstrap: String,
+    child: Option<Child>,
+    log: Option<PathBuf>,
+    /// data dir and log; removed on drop unless KELP_E2E_KEEP=1
+    _dir: Option<TempDir>,
+}
+
+/// Where the workspace's build output is: `CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => crate::workspace_root().join("target"),
+    }
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn newest_source(dir: &Path) -> Option<SystemTime> {
+    let mut newest = mtime(dir);
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_source(&p)
+        } else {
+            mtime(&p)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `KELP_BIN`, else the newer of `target/release/kelp` and `target/debug/kelp`.
+pub fn find_binary() -> Result<PathBuf, String> {
+    if let Some(b) = std::env::var_os("KELP_BIN") {
+        let b = PathBuf::from(b);
+        return if b.is_file() {
+            Ok(b)
+        } else {
+            Err(format!("KELP_BIN={} is not a file", b.display()))
+        };
+    }
+    let t = target_dir();
+    let found = ["release", "debug"]
+        .iter()
+        .map(|p| t.join(p).join("kelp"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| mtime(p));
+    found.ok_or_else(|| {
+        format!(
+            "no kelp binary in {0}/release or {0}/debug (build it: cargo build -p kelp-tokio), \
+             no KELP_BIN, and no KELP_E2E_BOOTSTRAP=host:port of a running broker",
+            t.display()
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+impl Gateway {
+    /// Starts (or, with `KELP_E2E_BOOTSTRAP`, reaches) the server under test; `None` after printing
+    /// "SKIPPED: ..." when there is nothing to test.
+    pub fn start(test: &str) -> Option<Gateway> {
+        if let Ok(b) = std::env::var("KELP_E2E_BOOTSTRAP") {
+            if let Err(e) = wire::probe(&b, Duration::from_secs(10)) {
+                panic!("KELP_E2E_BOOTSTRAP={b} does not answer ApiVersions: {e}");
+            }
+            crate::progress(&format!("using the broker at {b} (KELP_E2E_BOOTSTRAP)"));
+            return Some(Gateway {
+                bootstrap: b,
+                child: None,
+                log: None,
+                _dir: None,
+            });
+        }
+        let bin = match find_binary() {
+            Ok(b) => b,
+            Err(e) => {
+                skip(test, &e);
+                return None;
+            }
+        };
+        Some(Gateway::spawn(&bin))
+    }
+
+    fn spawn(bin: &Path) -> Gateway {
+        let root = crate::workspace_root();
+        let bin_time = mtime(bin);
+        let src = ["core", "runtime-tokio", "runtime-smol", "proto"]
+            .iter()
+            .filter_map(|d| newest_source(&root.join(d).join("src")))
+            .max();
+        if src > bin_time && std::env::var_os("KELP_BIN").is_none() {
+            crate::note(&format!(
+                "WARNING: {} is older than the sources; rebuild it (cargo build -p kelp-tokio) to test the current code",
+                bin.display()
+            ));
+        }
+        let dir = TempDir::new("gateway");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("create data dir");
+        let log = dir.path().join("kelp.log");
+        let f = File::create(&log).expect("create gateway log");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.env("NO_COLOR", "1"); // plain log lines in failure messages
+        cmd.args([
+            "--listen",
+            &addr,
+            "--advertised-listener",
+            &addr,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("dup log"))
+        .stderr(f);
+        crate::progress(&format!("starting {}", crate::proc::render(&cmd)));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut gw = Gateway {
+            bootstrap: addr.clone(),
+            child: Some(child),
+            log: Some(log),
+            _dir: Some(dir),
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(st) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "{} exited at start ({st}); its log:\n{}",
+                    bin.display(),
+                    gw.log_tail(60)
+                );
+            }
+            match wire::probe(&addr, Duration::from_secs(2)) {
+                Ok(()) => break,
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    panic!(
+                        "{} not ready on {addr} after 30 s ({e}); its log:\n{}",
+                        bin.display(),
+                        gw.log_tail(60)
+                    )
+                }
+                Err(_) => thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        crate::progress(&format!(
+            "gateway ready on {addr} after {:.1?}",
+            start.elapsed()
+        ));
+        gw
+    }
+
+    /// host:port for clients
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Whether a spawned gateway is still running (an external broker is assumed to be).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.child.is_none()
+    }
+
+    /// The last lines of a spawned gateway's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match &self.log {
+            Some(l) => crate::proc::tail(&std::fs::read(l).unwrap_or_default(), lines),
+            None => "(external broker: no log)".into(),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if thread::panicking() {
+                crate::note(&format!(
+                    "--- gateway log (tail) ---\n{}",
+                    self.log_tail(80)
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! kcat (librdkafka's command-line client) on its own.
+//! - `kcat_produce_consume`: metadata (-L), produce (-P) with every codec, keys, headers, a null
+//!   value and no key, read back (-C), watermarks (-Q).
+//! - `kcat_group`: the same records read by a balanced consumer group (-G); needs the group APIs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kelp_tests::clients::{LIMIT, kcat};
+use kelp_tests::json::Json;
+use kelp_tests::proc::run_ok;
+use kelp_tests::records::{ALL_CODECS, Record};
+use kelp_tests::{Client, Env, Tool, progress, setup};
+
+/// key, value, headers of a record kcat sent
+type Sent = (
+    Option<String>,
+    Option<String>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+/// Creates a topic, fills it with kcat -P, checks kcat -L, -C and -Q; returns the records read.
+fn produce_consume(env: &Env, topic: &str) -> Vec<Record> {
+    let b = env.bootstrap().to_string();
+    let topic = topic.to_string();
+    // kcat has no admin API: confluent-kafka (the same librdkafka) creates the topic
+    assert_eq!(Client::Librdkafka.create(env, &topic), 3);
+
+    let out = run_ok(
+        kcat::command(&b).args(["-L", "-J", "-t", &topic]),
+        None,
+        LIMIT,
+    );
+    let md = Json::parse(out.stdout_str().trim())
+        .unwrap_or_else(|e| panic!("kcat -L -J: {e}\n{}", out.describe()));
+    let brokers = md.get("brokers").as_arr().expect("brokers");
+    assert!(
+        brokers
+            .iter()
+            .any(|x| x.get("name").as_str() == Some(b.as_str())),
+        "no broker advertised as {b}: {md:?}"
+    );
+    let t = &md.get("topics").as_arr().expect("topics")[0];
+    assert_eq!(t.get("topic").as_str(), Some(topic.as_str()));
+    let parts = t.get("partitions").as_arr().expect("partitions");
+    assert_eq!(parts.len(), 3, "{md:?}");
+    for p in parts {
+        let leader = p.get("leader").as_i64();
+        assert!(
+            brokers.iter().any(|x| x.get("id").as_i64() == leader),
+            "partition without a known leader: {md:?}"
+        );
+    }
+
+    // per codec and partition one kcat run (= one batch): 4 keyed records with headers
+    let mut sent: BTreeMap<i32, Vec<Sent>> = BTreeMap::new();
+    for codec in ALL_CODECS {
+        for p in 0..3 {
+            let lines: String = (0..4)
+                .map(|i| format!("k-{codec}-{p}-{i}:v-{codec}-{p}-{i} kcat kcat kcat\n"))
+                .collect();
+            run_ok(
+                kcat::command(&b).args([
+                    "-P",
+                    "-t",
+                    &topic,
+                    "-p",
+                    &p.to_string(),
+                    "-K:",
+                    "-z",
+                    codec,
+                    "-H",
+                    &format!("codec={codec}"),
+                    "-H",
+                    "via=kcat",
+                ]),
+                Some(lines.as_bytes()),
+                LIMIT,
+            );
+            for i in 0..4 {
+                let hs = vec![
+                    ("codec".to_string(), Some(codec.as_bytes().to_vec())),
+                    ("via".to_string(), Some(b"kcat".to_vec())),
+                ];
+                sent.entry(p).or_default().push((
+                    Some(format!("k-{codec}-{p}-{i}")),
+                    Some(format!("v-{codec}-{p}-{i} kcat kcat kcat")),
+                    hs,
+                ));
+            }
+        }
+    }
+    // null value (-Z: an empty value is null) and no key
+    run_ok(
+        kcat::command(&b).args(["-P", "-t", &topic, "-p", "0", "-K:", "-Z"]),
+        Some(b"null-value:\n"),
+        LIMIT,
+    );
+    sent.entry(0)
+        .or_default()
+        .push((Some("null-value".into()), None, vec![]));
+    run_ok(
+        kcat::command(&b).args(["-P", "-t", &topic, "-p", "2"]),
+        Some(b"no key\n"),
+        LIMIT,
+    );
+    sent.entry(2)
+        .or_default()
+        .push((None, Some("no key".into()), vec![]));
+
+    let got = kcat::consume_all(&b, &topic);
+    for (p, want) in &sent {
+        let mine: Vec<_> = got.iter().filter(|r| r.partition == *p).collect();
+        let offsets: Vec<i64> = mine.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            (0..want.len() as i64).collect::<Vec<_>>(),
+            "partition {p}: offsets not dense from 0"
+        );
+        for (r, (k, v, hs)) in mine.iter().zip(want) {
+            let s =
+                |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            assert_eq!(
+                (&s(&r.key), &s(&r.value), &r.headers),
+                (k, v, hs),
+                "partition {p} offset {}",
+                r.offset
+            );
+        }
+    }
+    let parts = [0, 1, 2];
+    let latest = kcat::query(&b, &topic, &parts, -1);
+    let earliest = kcat::query(&b, &topic, &parts, -2);
+    for (p, want) in &sent {
+        assert_eq!(latest[*p as usize], (*p, Some(want.len() as i64)), "latest");
+        assert_eq!(earliest[*p as usize], (*p, Some(0)), "earliest");
+    }
+    progress("kcat -P / -C / -Q agree");
+    got
+}
+
+#[test]
+fn kcat_produce_consume() {
+    let Some(env) = setup(
+        "kcat_produce_consume",
+        &[Tool::Kcat, Tool::Client(Client::Librdkafka)],
+    ) else {
+        return;
+    };
+    produce_consume(&env, &env.topic("kcat"));
+}
+
+#[test]
+fn kcat_group() {
+    let Some(env) = setup(
+        "kcat_group",
+        &[Tool::Kcat, Tool::Client(Client::Librdkafka)],
+    ) else {
+        return;
+    };
+    if !env.serves_groups("kcat_group") {
+        return;
+    }
+    let topic = env.topic("kcatgroup");
+    let got = produce_consume(&env, &topic);
+    let b = env.bootstrap();
+    // balanced consumer group: reads everything from the beginning, exits at the end (-e)
+    let group = format!("{topic}-group");
+    let out = run_ok(
+        kcat::command(b).args([
+            "-G",
+            &group,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-f",
+            "%p %o\n",
+            &topic,
+        ]),
+        None,
+        Duration::from_secs(90), // without a coordinator librdkafka waits for ever
+    );
+    let mut seen: Vec<(i32, i64)> = out
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
+        })
+        .collect();
+    seen.sort();
+    let mut want: Vec<(i32, i64)> = got.iter().map(|r| (r.partition, r.offset)).collect();
+    want.sort();
+    assert_eq!(seen, want, "kcat -G read:\n{}", out.describe());
+    progress("kcat -G read every record");
+}
