@@ -186,6 +186,14 @@ impl Gateway {
         }
     }
 
+    /// Resident memory of the spawned server in KiB (`None` for an external broker).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn is_external(&self) -> bool {
         self.child.is_none()
     }

@@ -275,6 +275,24 @@ fn bad_input() {
         check_serving(&mut env.gw, c.name);
     }
 
+    // Memory stays bounded under repeated abuse: the hostile set again, many times over.
+    let rss_before = env.gw.rss_kib();
+    for _ in 0..20 {
+        for c in cases() {
+            let _ = send_and_observe(&addr, &c.bytes, c.half_close, Duration::from_millis(200));
+        }
+    }
+    if let (Some(before), Some(after)) = (rss_before, env.gw.rss_kib()) {
+        progress(&format!(
+            "RSS {before} KiB -> {after} KiB after 20 rounds of hostile input"
+        ));
+        assert!(
+            after < before + 64 * 1024,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
+    }
+    check_serving(&mut env.gw, "20 rounds of hostile input");
+
     // a half-sent frame left open must not stop other connections
     let mut stuck = connect(&addr, WAIT).expect("connect");
     std::io::Write::write_all(&mut stuck, &[0, 0, 0, 100, 0, 18, 0]).expect("write");

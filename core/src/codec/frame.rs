@@ -35,7 +35,6 @@ impl FrameDecoder {
     /// Takes the next whole frame out of `buf`, or `None` until enough bytes have arrived.
     ///
     /// After an error the stream cannot be resynchronised: the caller closes the connection.
-    /// When a frame is incomplete, `buf` is grown (once) to hold it, so reads can fill it in place.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
         let Some(prefix) = buf.get(..4) else {
             return Ok(None);
@@ -52,7 +51,8 @@ impl FrameDecoder {
             });
         }
         if buf.len() < 4 + size {
-            buf.reserve(4 + size - buf.len());
+            // No reservation for the announced size: a client announcing 100 MiB and sending
+            // nothing costs nothing; the buffer grows only with bytes that really arrive.
             return Ok(None);
         }
         buf.advance(4);
