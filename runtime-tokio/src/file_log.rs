@@ -9,9 +9,10 @@
 
 use bytes::{Bytes, BytesMut};
 use kelp_core::codec::KStr;
+use kelp_core::ledger::{IndexEntry, OffsetLedger};
 use kelp_core::storage::log::{
-    find_by_time, parse_segment_file_name, rebuild_ledger, scan_segment, segment_file_name,
-    select_batches,
+    decode_index, encode_index, find_by_time, index_file_name, index_segment,
+    parse_segment_file_name, scan_segment, segment_file_name, select_batches,
 };
 use kelp_core::storage::{AppendBatch, RecoveredPartition, StorageError};
 use kelp_core::types::{LogPosition, Offset, TimestampMs, TopicPartition};
@@ -41,6 +42,9 @@ pub struct PartitionLog {
     active_len: u64,
     next_offset: Offset,
     segment_bytes: u64,
+    /// The active segment's sparse index, built by the same rule as the core's ledger; written to
+    /// `<base>.index` when the segment is closed.
+    active_index: OffsetLedger,
 }
 
 impl PartitionLog {
@@ -64,6 +68,7 @@ impl PartitionLog {
                     active_len: 0,
                     next_offset: Offset(0),
                     segment_bytes,
+                    active_index: OffsetLedger::default(),
                 })
             }
         }
@@ -90,9 +95,21 @@ impl PartitionLog {
             return Ok(None);
         }
         let mut scans = Vec::new();
+        let mut closed_index: Vec<IndexEntry> = Vec::new();
         let mut expected = None;
         let mut cut_from = None;
         for (i, base) in bases.iter().enumerate() {
+            // A closed segment was fsynced before its index was written: the index is enough.
+            if let Some(next_base) = bases.get(i + 1)
+                && expected.is_none_or(|e| e == *base)
+                && let Some(entries) = fs::read(dir.join(index_file_name(*base)))
+                    .ok()
+                    .and_then(|b| decode_index(&b, *base))
+            {
+                closed_index.extend(entries);
+                expected = Some(*next_base);
+                continue;
+            }
             let path = dir.join(segment_file_name(*base));
             let bytes = Bytes::from(fs::read(&path).map_err(io_err)?);
             // Each segment must start where the previous one ended (the first, at its own name).
@@ -119,17 +136,32 @@ impl PartitionLog {
         if let Some(from) = cut_from {
             for base in &bases[from..] {
                 fs::remove_file(dir.join(segment_file_name(*base))).map_err(io_err)?;
+                let _ = fs::remove_file(dir.join(index_file_name(*base)));
             }
             bases.truncate(from);
             sync_dir(dir)?;
         }
         let log_start = read_log_start(dir)?.unwrap_or(bases[0]);
-        let refs: Vec<(Offset, &kelp_core::storage::log::SegmentScan)> =
-            scans.iter().map(|(b, s)| (*b, s)).collect();
-        let (next, index) = rebuild_ledger(&refs, log_start);
+        // `expected` now holds the offset after the last stored record (or the last segment's base).
+        let next = expected.unwrap_or(log_start);
+        let scanned_index: Vec<IndexEntry> = scans
+            .iter()
+            .flat_map(|(base, scan)| index_segment(*base, scan))
+            .collect();
+        let active_base = *bases.last().unwrap_or(&Offset(0));
+        let active_index = OffsetLedger::restore(
+            active_base,
+            next,
+            scanned_index
+                .iter()
+                .filter(|e| e.position.segment == active_base)
+                .copied()
+                .collect(),
+        );
+        let mut index = closed_index;
+        index.extend(scanned_index);
         let next = next.max(*bases.last().unwrap_or(&Offset(0)));
         let log_start = log_start.min(next);
-        let active_base = *bases.last().unwrap_or(&Offset(0));
         let active = open_segment(dir, active_base)?;
         let active_len = active.metadata().map_err(io_err)?.len();
         let log = PartitionLog {
@@ -139,6 +171,7 @@ impl PartitionLog {
             active_len,
             next_offset: next,
             segment_bytes,
+            active_index,
         };
         let recovered = RecoveredPartition {
             partition: tp.clone(),
@@ -189,6 +222,22 @@ impl PartitionLog {
             let _ = self.active.set_len(self.active_len);
             return Err(io_err(e));
         }
+        let records: i64 = batches
+            .iter()
+            .map(|b| i64::from(be_i32(&b.bytes, 57)))
+            .sum();
+        let max_ts = batches
+            .iter()
+            .map(|b| be_i64(&b.bytes, 35))
+            .max()
+            .unwrap_or(-1);
+        if self
+            .active_index
+            .begin_append(records.max(1) as u64, buf.len() as u64, TimestampMs(max_ts))
+            .is_ok()
+        {
+            let _ = self.active_index.complete_append(position);
+        }
         self.active_len += buf.len() as u64;
         if let Some(last) = batches.last() {
             let count = i32::from_be_bytes(last.bytes[57..61].try_into().unwrap_or([0; 4]));
@@ -199,6 +248,21 @@ impl PartitionLog {
 
     fn roll(&mut self, base: Offset) -> Result<(), StorageError> {
         self.active.sync_data().map_err(io_err)?;
+        let closing = *self.segments.last().unwrap_or(&Offset(0));
+        let entries: Vec<IndexEntry> = self
+            .active_index
+            .index_entries()
+            .iter()
+            .filter(|e| e.position.segment == closing)
+            .copied()
+            .collect();
+        let tmp = self.dir.join("index.tmp");
+        fs::write(&tmp, encode_index(&entries)).map_err(io_err)?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err)?;
+        fs::rename(&tmp, self.dir.join(index_file_name(closing))).map_err(io_err)?;
+        self.active_index = OffsetLedger::restore(base, base, Vec::new());
         self.active = open_segment(&self.dir, base)?;
         self.active_len = 0;
         self.segments.push(base);
@@ -221,6 +285,7 @@ impl PartitionLog {
         // A segment can go when the next one starts at or below the new log start.
         while self.segments.len() > 1 && self.segments[1] <= offset {
             fs::remove_file(self.dir.join(segment_file_name(self.segments[0]))).map_err(io_err)?;
+            let _ = fs::remove_file(self.dir.join(index_file_name(self.segments[0])));
             self.segments.remove(0);
         }
         sync_dir(&self.dir)
@@ -335,6 +400,18 @@ pub fn find_time(
             None => return Ok(None),
         }
     }
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, i32::from_be_bytes)
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, i64::from_be_bytes)
 }
 
 fn batch_len_at(chunk: &[u8]) -> Option<usize> {

@@ -120,37 +120,73 @@ pub fn scan_segment(segment: &Bytes, expected_base: Option<Offset>) -> SegmentSc
     }
 }
 
-/// Builds the ledger state of a partition from its scanned segments (ascending), the way appends
-/// would have built it: same sparse index, same high watermark.
-pub fn rebuild_ledger(
-    segments: &[(Offset, &SegmentScan)],
-    log_start: Offset,
-) -> (Offset, Vec<IndexEntry>) {
-    let first = segments
-        .iter()
-        .flat_map(|(_, s)| s.batches.first())
-        .next()
-        .map_or(log_start, |b| b.base_offset);
-    let mut ledger = OffsetLedger::restore(first, first, Vec::new());
-    for (segment, scan) in segments {
-        for b in &scan.batches {
-            // Replaying through the ledger keeps one rule for where index entries go.
-            if ledger
-                .begin_append(b.records.max(1), b.len, b.max_timestamp)
-                .is_ok()
-            {
-                let _ = ledger.complete_append(LogPosition {
-                    segment: *segment,
-                    byte: b.byte,
-                });
-            }
+/// The sparse index of one scanned segment, by the same rule the ledger applies to appends (so a
+/// recovered partition indexes exactly as a running one). A segment's batches are contiguous, so
+/// replaying them from its first offset lands every entry at the batch's real offset.
+pub fn index_segment(segment: Offset, scan: &SegmentScan) -> Vec<IndexEntry> {
+    let Some(first) = scan.batches.first() else {
+        return Vec::new();
+    };
+    let mut ledger = OffsetLedger::restore(first.base_offset, first.base_offset, Vec::new());
+    for b in &scan.batches {
+        let records = (b.last_offset.0 - b.base_offset.0 + 1).max(1) as u64;
+        if ledger.begin_append(records, b.len, b.max_timestamp).is_ok() {
+            let _ = ledger.complete_append(LogPosition {
+                segment,
+                byte: b.byte,
+            });
         }
     }
-    (ledger.high_watermark(), ledger_index(&ledger))
+    ledger.index_entries().to_vec()
 }
 
-fn ledger_index(ledger: &OffsetLedger) -> Vec<IndexEntry> {
-    ledger.index_entries().to_vec()
+const INDEX_MAGIC: &[u8; 8] = b"KLPIDX1\n";
+const INDEX_ENTRY_LEN: usize = 32;
+
+/// File name of the sparse index of the segment starting at `base`.
+pub fn index_file_name(base: Offset) -> String {
+    format!("{:020}.index", base.0)
+}
+
+/// Encodes a closed segment's sparse index entries: magic, entries (offset, byte, max timestamp,
+/// bytes; 8 bytes each, big-endian), CRC-32C of all before it. Written once, when the segment is
+/// closed and fsynced, so recovery can trust the segment without reading it.
+pub fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + entries.len() * INDEX_ENTRY_LEN + 4);
+    out.extend_from_slice(INDEX_MAGIC);
+    for e in entries {
+        out.extend_from_slice(&e.offset.0.to_be_bytes());
+        out.extend_from_slice(&e.position.byte.to_be_bytes());
+        out.extend_from_slice(&e.max_timestamp.0.to_be_bytes());
+        out.extend_from_slice(&e.bytes.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Decodes an index written by [`encode_index`] for `segment`; `None` if it is damaged in any way.
+pub fn decode_index(bytes: &[u8], segment: Offset) -> Option<Vec<IndexEntry>> {
+    let (body, crc) = bytes.split_last_chunk::<4>()?;
+    let entries = body.strip_prefix(INDEX_MAGIC)?;
+    if crc32c::crc32c(body) != u32::from_be_bytes(*crc) || entries.len() % INDEX_ENTRY_LEN != 0 {
+        return None;
+    }
+    let word = |c: &[u8], i: usize| -> [u8; 8] { c[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]) };
+    Some(
+        entries
+            .chunks_exact(INDEX_ENTRY_LEN)
+            .map(|c| IndexEntry {
+                offset: Offset(i64::from_be_bytes(word(c, 0))),
+                position: LogPosition {
+                    segment,
+                    byte: u64::from_be_bytes(word(c, 1)),
+                },
+                max_timestamp: TimestampMs(i64::from_be_bytes(word(c, 2))),
+                bytes: u64::from_be_bytes(word(c, 3)),
+            })
+            .collect(),
+    )
 }
 
 /// The byte range of `chunk` (which starts at a batch boundary) to return for a read of `offset`:
@@ -296,12 +332,45 @@ mod tests {
     }
 
     #[test]
+    fn index_files_round_trip_and_damage_is_detected() {
+        let entries = vec![
+            IndexEntry {
+                offset: Offset(100),
+                position: LogPosition {
+                    segment: Offset(100),
+                    byte: 0,
+                },
+                max_timestamp: TimestampMs(7),
+                bytes: 4096,
+            },
+            IndexEntry {
+                offset: Offset(164),
+                position: LogPosition {
+                    segment: Offset(100),
+                    byte: 4096,
+                },
+                max_timestamp: TimestampMs(9),
+                bytes: 10,
+            },
+        ];
+        let bytes = encode_index(&entries);
+        assert_eq!(decode_index(&bytes, Offset(100)), Some(entries));
+        let mut bad = bytes.clone();
+        bad[12] ^= 1;
+        assert_eq!(decode_index(&bad, Offset(100)), None);
+        assert_eq!(decode_index(&bytes[..bytes.len() - 1], Offset(100)), None);
+    }
+
+    #[test]
     fn rebuilt_ledger_matches_the_log() {
         let seg = segment(&[batch(0, 3, 100), batch(3, 2, 200)]);
         let scan = scan_segment(&seg, Some(Offset(0)));
-        let (next, index) = rebuild_ledger(&[(Offset(0), &scan)], Offset(0));
-        assert_eq!(next, Offset(5));
+        let index = index_segment(Offset(0), &scan);
         assert_eq!(index[0].offset, Offset(0));
+        // A segment that starts later keeps its real offsets.
+        let later = segment(&[batch(100, 3, 100), batch(103, 2, 200)]);
+        let index = index_segment(Offset(100), &scan_segment(&later, Some(Offset(100))));
+        assert_eq!(index[0].offset, Offset(100));
     }
 
     #[test]
