@@ -17,6 +17,22 @@ struct MemoryLog {
     next_offset: Offset,
 }
 
+impl MemoryLog {
+    /// The log from `from` on: the rest of its segment, then every later segment whole.
+    fn chunks_from(&self, from: LogPosition) -> impl Iterator<Item = &[u8]> {
+        self.segments
+            .range(from.segment..)
+            .map(move |(&base, bytes)| {
+                let start = if base == from.segment {
+                    (from.byte as usize).min(bytes.len())
+                } else {
+                    0
+                };
+                &bytes[start..]
+            })
+    }
+}
+
 /// All partitions' logs.
 pub struct MemoryStorage {
     logs: BTreeMap<TopicPartition, MemoryLog>,
@@ -133,13 +149,7 @@ impl MemoryStorage {
                 let Some(log) = self.logs.get(partition) else {
                     return unknown(partition);
                 };
-                for (&base, bytes) in log.segments.range(from.segment..) {
-                    let start = if base == from.segment {
-                        (from.byte as usize).min(bytes.len())
-                    } else {
-                        0
-                    };
-                    let chunk = &bytes[start..];
+                for chunk in log.chunks_from(*from) {
                     let (skip, take) = select_batches(chunk, *offset, *end, *max_bytes);
                     if take > 0 {
                         return StorageCompletion::Read {
@@ -161,13 +171,8 @@ impl MemoryStorage {
                 let Some(log) = self.logs.get(partition) else {
                     return unknown(partition);
                 };
-                for (&base, bytes) in log.segments.range(from.segment..) {
-                    let start = if base == from.segment {
-                        (from.byte as usize).min(bytes.len())
-                    } else {
-                        0
-                    };
-                    let chunk = Bytes::copy_from_slice(&bytes[start..]);
+                for chunk in log.chunks_from(*from) {
+                    let chunk = Bytes::copy_from_slice(chunk);
                     if let Some(hit) = find_by_time(&chunk, *timestamp, *end, usize::MAX) {
                         return StorageCompletion::Found { hit: Some(hit) };
                     }
