@@ -48,6 +48,7 @@ pub mod api;
 pub mod broker;
 pub mod codec;
 pub mod error_code;
+pub mod group;
 pub mod ledger;
 pub mod storage;
 pub mod types;

@@ -5,7 +5,7 @@
 //! replica and in-sync sets are that node alone.
 
 use super::offsets::LEADER_EPOCH;
-use super::partition::{PartitionState, Topic};
+use super::partition::{PartitionState, Topic, Waiter};
 use super::{Gateway, Pending, PendingState, RequestKey, Slot, TokenUse};
 use crate::ErrorCode;
 use crate::api::create_partitions::response::CreatePartitionsTopicResult;
@@ -27,7 +27,7 @@ use crate::storage::{StorageCommand, StorageCompletion};
 use crate::types::TopicPartition;
 
 /// The APIs the gateway answers today; ApiVersions advertises exactly these.
-pub(crate) const SERVED: [ApiKey; 15] = [
+pub(crate) const SERVED: [ApiKey; 24] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -43,6 +43,15 @@ pub(crate) const SERVED: [ApiKey; 15] = [
     ApiKey::IncrementalAlterConfigs,
     ApiKey::CreatePartitions,
     ApiKey::DescribeCluster,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
 ];
 
 /// The ApiVersions answer: every served API with its advertised versions.
@@ -118,6 +127,16 @@ impl Gateway {
             .collect()
     }
 
+    /// Creates a topic nobody waits for (auto-creation, Kelp's own offsets topic).
+    pub(super) fn auto_create_topic(&mut self, name: &KStr, partitions: i32) {
+        for tp in self.create_topic_now(name, partitions) {
+            self.storage_for(None, |token| StorageCommand::CreatePartition {
+                token,
+                partition: tp,
+            });
+        }
+    }
+
     fn storage_for(
         &mut self,
         waiter: Option<(RequestKey, Slot)>,
@@ -132,7 +151,13 @@ impl Gateway {
 
     pub(super) fn metadata(&mut self, request: MetadataRequest, version: i16) -> MetadataResponse {
         let names: Vec<KStr> = match request.topics {
-            None => self.topics.keys().cloned().collect(),
+            // Kelp's own offsets topic is not listed, as Kafka's clients hide `__consumer_offsets`.
+            None => self
+                .topics
+                .keys()
+                .filter(|t| t.as_str() != super::OFFSETS_TOPIC)
+                .cloned()
+                .collect(),
             Some(topics) => topics
                 .into_iter()
                 .filter_map(|t| t.name.or_else(|| self.topic_name_by_id(t.topic_id)))
@@ -156,12 +181,7 @@ impl Gateway {
                 continue;
             }
             if !self.topics.contains_key(&name) && auto_create {
-                for tp in self.create_topic_now(&name, self.config.default_partitions.max(1)) {
-                    self.storage_for(None, |token| StorageCommand::CreatePartition {
-                        token,
-                        partition: tp,
-                    });
-                }
+                self.auto_create_topic(&name, self.config.default_partitions.max(1));
             }
             let topic = match self.topics.get(&name) {
                 Some(t) => self.describe_topic(&name, t),
@@ -405,8 +425,12 @@ impl Gateway {
     /// the topic gone.
     fn abandon_partition(&mut self, p: PartitionState) {
         for q in p.queued.into_iter().chain(p.in_flight) {
-            if let Some((key, slot)) = q.waiter {
-                self.produce_part_done(key, slot, Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+            match q.waiter {
+                Some(Waiter::Produce(key, slot)) => {
+                    self.produce_part_done(key, slot, Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION))
+                }
+                Some(Waiter::OffsetCommit(key)) => self.offset_commit_done(key, false),
+                None => {}
             }
         }
         for key in p.watchers {

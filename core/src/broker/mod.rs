@@ -27,6 +27,8 @@ mod admin;
 mod configs;
 mod connection;
 mod fetch;
+mod group_offsets;
+mod groups;
 mod offsets;
 mod partition;
 mod produce;
@@ -43,6 +45,7 @@ use partition::Topic;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub use configs::TopicConfig;
+pub use group_offsets::OFFSETS_TOPIC;
 pub use partition::topic_id_for;
 
 /// How the gateway behaves; the runtime fills it from CLI flags, env vars and the config file.
@@ -71,6 +74,9 @@ pub struct Config {
     pub max_decompressed_batch_bytes: usize,
     /// How often retention (`retention.ms`, `retention.bytes`) is checked.
     pub retention_check_interval_ms: u64,
+    /// How long a new group's first rebalance waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -87,6 +93,7 @@ impl Default for Config {
             sync_on_acks_all: true,
             max_decompressed_batch_bytes: crate::codec::record_batch::DEFAULT_MAX_DECOMPRESSED,
             retention_check_interval_ms: 30_000,
+            group_initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -154,6 +161,8 @@ enum TokenUse {
     Request(RequestKey, Slot),
     /// Nobody waits for it (log start truncation after DeleteRecords).
     Detached,
+    /// A chunk of the offsets log read at start-up: from this offset, up to that one.
+    OffsetsLoad(crate::types::Offset, crate::types::Offset),
 }
 
 /// Which part of a pending request a completion belongs to: (topic index, partition index).
@@ -173,6 +182,7 @@ enum PendingState {
     Fetch(fetch::FetchState),
     ListOffsets(offsets::ListOffsetsState),
     Admin(admin::AdminState),
+    OffsetCommit(group_offsets::CommitState),
 }
 
 /// Counters for the stats endpoint.
@@ -230,6 +240,12 @@ pub struct Gateway {
     started: HashMap<RequestKey, (Millis, ApiKey)>,
     /// When retention runs next.
     next_retention: Millis,
+    /// Classic consumer groups and their committed offsets.
+    groups: BTreeMap<KStr, crate::group::Group>,
+    /// True while the offsets log is read back at start-up.
+    offsets_loading: bool,
+    /// Numbers fresh member ids.
+    next_member: u64,
 }
 
 impl Gateway {
@@ -247,7 +263,7 @@ impl Gateway {
             topic.restore_partition(r);
         }
         let retention_interval = config.retention_check_interval_ms;
-        Gateway {
+        let mut gateway = Gateway {
             config,
             now,
             conns: HashMap::new(),
@@ -261,7 +277,13 @@ impl Gateway {
             stats: Stats::default(),
             started: HashMap::new(),
             next_retention: now.mono.plus(retention_interval),
-        }
+            groups: BTreeMap::new(),
+            offsets_loading: false,
+            next_member: 0,
+        };
+        // Committed offsets come back from the offsets log before groups are served.
+        gateway.load_offsets();
+        gateway
     }
 
     /// Feeds one input at time `now`.
@@ -291,7 +313,10 @@ impl Gateway {
             PendingState::Fetch(f) if f.parked => Some(f.deadline),
             _ => None,
         });
-        fetches.chain(std::iter::once(self.next_retention)).min()
+        fetches
+            .chain(std::iter::once(self.next_retention))
+            .chain(self.groups_deadline())
+            .min()
     }
 
     /// Whether the driver should keep reading from `conn` (false while its unanswered requests
@@ -450,6 +475,31 @@ impl Gateway {
                 self.offset_for_leader_epoch(r),
             )),
             RequestBody::Produce(r) => self.produce(key, correlation_id, version, frame_len, r),
+            RequestBody::FindCoordinator(r) => Some(ResponseBody::FindCoordinator(
+                self.find_coordinator(r, version),
+            )),
+            RequestBody::JoinGroup(r) => {
+                self.join_group(key, correlation_id, version, frame_len, r);
+                None
+            }
+            RequestBody::SyncGroup(r) => {
+                self.sync_group(key, correlation_id, version, frame_len, r);
+                None
+            }
+            RequestBody::Heartbeat(r) => Some(ResponseBody::Heartbeat(self.heartbeat(r))),
+            RequestBody::LeaveGroup(r) => {
+                Some(ResponseBody::LeaveGroup(self.leave_group(r, version)))
+            }
+            RequestBody::OffsetCommit(r) => {
+                self.offset_commit(key, correlation_id, version, frame_len, r)
+            }
+            RequestBody::OffsetFetch(r) => {
+                Some(ResponseBody::OffsetFetch(self.offset_fetch(r, version)))
+            }
+            RequestBody::DescribeGroups(r) => {
+                Some(ResponseBody::DescribeGroups(self.describe_groups(r)))
+            }
+            RequestBody::ListGroups(r) => Some(ResponseBody::ListGroups(self.list_groups(r))),
             RequestBody::Fetch(r) => self.fetch(key, correlation_id, version, frame_len, r),
             RequestBody::ListOffsets(r) => {
                 self.list_offsets(key, correlation_id, version, frame_len, r)
@@ -534,6 +584,7 @@ impl Gateway {
         {
             TokenUse::Append(tp) => self.append_done(tp, done),
             TokenUse::Detached => {}
+            TokenUse::OffsetsLoad(offset, end) => self.offsets_loaded(offset, end, done),
             TokenUse::Request(key, slot) => {
                 let Some(pending) = self.pending.remove(&key) else {
                     return Ok(());
@@ -566,15 +617,9 @@ impl Gateway {
                         slot,
                         done,
                     ),
-                    PendingState::Produce(state) => {
-                        // Produce parts complete through their partition's append token.
-                        self.pending.insert(
-                            key,
-                            Pending {
-                                state: PendingState::Produce(state),
-                                ..pending
-                            },
-                        );
+                    state @ (PendingState::Produce(_) | PendingState::OffsetCommit(_)) => {
+                        // These complete through their partition's append token.
+                        self.pending.insert(key, Pending { state, ..pending });
                     }
                 }
             }
@@ -588,6 +633,7 @@ impl Gateway {
             self.next_retention = now.plus(self.config.retention_check_interval_ms.max(1));
             self.enforce_retention();
         }
+        self.tick_groups();
         let due: Vec<RequestKey> = self
             .pending
             .iter()

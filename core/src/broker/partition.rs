@@ -61,11 +61,20 @@ pub fn topic_id_for(name: &str) -> Uuid {
     Uuid(out)
 }
 
+/// Who waits for an append to complete.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Waiter {
+    /// One partition (`slot`) of a produce request.
+    Produce(RequestKey, Slot),
+    /// An OffsetCommit, whose offsets are appended to the offsets log.
+    OffsetCommit(RequestKey),
+}
+
 /// A produce request's part waiting for (or riding in) an append.
 #[derive(Debug)]
 pub(crate) struct QueuedAppend {
-    /// The request and slot to answer, `None` for acks=0.
-    pub(crate) waiter: Option<(RequestKey, Slot)>,
+    /// Who waits for the append, `None` for acks=0.
+    pub(crate) waiter: Option<Waiter>,
     /// Whole batches as the producer sent them.
     pub(crate) batches: Vec<Bytes>,
     /// Records in each batch.

@@ -4,7 +4,7 @@
 //! storage writes each with the base offset the ledger assigns. A partition whose batches fail a
 //! check gets an error code and nothing of it is written; the other partitions of the request go on.
 
-use super::partition::QueuedAppend;
+use super::partition::{QueuedAppend, Waiter};
 use super::{Gateway, Pending, PendingState, RequestKey, Slot, TokenUse};
 use crate::ErrorCode;
 use crate::api::ResponseBody;
@@ -23,7 +23,7 @@ pub(crate) struct ProduceState {
 }
 
 /// Validated batches of one partition.
-struct Checked {
+pub(super) struct Checked {
     batches: Vec<Bytes>,
     counts: Vec<u64>,
     bytes: u64,
@@ -31,6 +31,18 @@ struct Checked {
 }
 
 /// Checks every batch; `max_batch_bytes` is the topic's `max.message.bytes`.
+impl Checked {
+    /// One batch Kelp made itself (already known to be valid).
+    pub(super) fn single(batch: Bytes, records: u64, max_timestamp: TimestampMs) -> Checked {
+        Checked {
+            bytes: batch.len() as u64,
+            batches: vec![batch],
+            counts: vec![records],
+            max_timestamp,
+        }
+    }
+}
+
 fn check_batches(
     records: Option<Bytes>,
     now: TimestampMs,
@@ -128,7 +140,7 @@ impl Gateway {
                 };
                 match (result, &name) {
                     (Ok(checked), Some(name)) => {
-                        let waiter = (acks != 0).then_some((key, (ti, pi)));
+                        let waiter = (acks != 0).then_some(Waiter::Produce(key, (ti, pi)));
                         let tp = TopicPartition {
                             topic: name.clone(),
                             partition: part.index,
@@ -177,15 +189,14 @@ impl Gateway {
             && self.config.auto_create_topics
             && super::admin::valid_topic_name(name)
         {
-            let n = self.config.default_partitions.max(1);
-            self.create_topic_now(name, n);
+            self.auto_create_topic(name, self.config.default_partitions.max(1));
         }
     }
 
-    fn queue_append(
+    pub(super) fn queue_append(
         &mut self,
         tp: &TopicPartition,
-        waiter: Option<(RequestKey, Slot)>,
+        waiter: Option<Waiter>,
         checked: Checked,
         sync: bool,
     ) {
@@ -265,10 +276,14 @@ impl Gateway {
             Vec::new()
         };
         for q in group {
-            if let Some((key, slot)) = q.waiter {
-                let outcome =
-                    result.map(|log_start| (q.base_offset.unwrap_or_default(), log_start));
-                self.produce_part_done(key, slot, outcome);
+            match q.waiter {
+                Some(Waiter::Produce(key, slot)) => {
+                    let outcome =
+                        result.map(|log_start| (q.base_offset.unwrap_or_default(), log_start));
+                    self.produce_part_done(key, slot, outcome);
+                }
+                Some(Waiter::OffsetCommit(key)) => self.offset_commit_done(key, result.is_ok()),
+                None => {}
             }
         }
         for key in watchers {

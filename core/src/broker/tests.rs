@@ -12,6 +12,7 @@ use crate::codec::compression::Compression;
 use crate::codec::header::RequestHeader;
 use crate::codec::record_batch::{BatchHeader, Batches, NewRecord, encode_batch};
 use crate::storage::memory::MemoryStorage;
+use crate::types::{LogPosition, Offset};
 
 struct Sim {
     gw: Gateway,
@@ -284,10 +285,16 @@ fn api_versions_lists_served_apis_and_answers_unknown_versions_at_v0() {
     let produce = r.api_keys.iter().find(|k| k.api_key == 0).unwrap();
     assert_eq!((produce.min_version, produce.max_version), (0, 13));
     assert!(
-        !r.api_keys
+        r.api_keys
             .iter()
             .any(|k| k.api_key == ApiKey::JoinGroup.code()),
-        "groups are not served yet"
+        "classic groups are served"
+    );
+    assert!(
+        !r.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ConsumerGroupHeartbeat.code()),
+        "KIP-848 is not served yet: clients must fall back to the classic protocol"
     );
 
     // ApiVersions v99: answered at v0 with UNSUPPORTED_VERSION, connection kept.
@@ -586,4 +593,372 @@ fn retention_drops_whole_old_segments_by_size_and_time() {
     );
     sim.fetch("t", 0, 9, 0);
     assert_eq!(sim.fetch_result().2, vec!["value-9".to_string()]);
+}
+
+mod groups {
+    use super::*;
+    use crate::api::join_group::request::JoinGroupRequestProtocol;
+    use crate::api::join_group::{JoinGroupRequest, JoinGroupResponse};
+    use crate::api::offset_commit::OffsetCommitRequest;
+    use crate::api::offset_commit::request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use crate::api::offset_fetch::OffsetFetchRequest;
+    use crate::api::offset_fetch::request::OffsetFetchRequestGroup;
+    use crate::api::sync_group::SyncGroupRequest;
+    use crate::api::sync_group::request::SyncGroupRequestAssignment;
+
+    const C2: ConnectionId = ConnectionId(2);
+
+    /// Sends `body` on `conn` and returns its correlation id.
+    fn send_on(sim: &mut Sim, conn: ConnectionId, version: i16, body: RequestBody) -> i32 {
+        sim.next_corr += 1;
+        let request = Request {
+            header: RequestHeader {
+                api_key: body.api_key().code(),
+                api_version: version,
+                correlation_id: sim.next_corr,
+                client_id: Some("sim".into()),
+                unknown_tagged_fields: Vec::new(),
+            },
+            body,
+        };
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, |b| request.encode(b)).unwrap();
+        sim.input(Input::Received(conn, buf.freeze()));
+        sim.next_corr
+    }
+
+    fn take_on(
+        sim: &mut Sim,
+        conn: ConnectionId,
+        api: ApiKey,
+        version: i16,
+    ) -> Option<ResponseBody> {
+        let frames = sim.received.entry(conn).or_default();
+        if frames.is_empty() {
+            return None;
+        }
+        let frame = frames.remove(0);
+        Some(
+            Response::decode(&frame.slice(4..), api, version)
+                .unwrap()
+                .body,
+        )
+    }
+
+    fn join(sim: &mut Sim, conn: ConnectionId, member_id: &str, instance: Option<&str>) {
+        let body = JoinGroupRequest {
+            group_id: "g".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 20_000,
+            member_id: member_id.into(),
+            group_instance_id: instance.map(KStr::from),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: Bytes::from_static(b"meta"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        send_on(sim, conn, 9, RequestBody::JoinGroup(body));
+    }
+
+    fn join_result(sim: &mut Sim, conn: ConnectionId) -> Option<JoinGroupResponse> {
+        match take_on(sim, conn, ApiKey::JoinGroup, 9)? {
+            ResponseBody::JoinGroup(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Joins with the KIP-394 round trip; returns the member id.
+    fn join_new(sim: &mut Sim, conn: ConnectionId, instance: Option<&str>) -> String {
+        join(sim, conn, "", instance);
+        let r = join_result(sim, conn).expect("MEMBER_ID_REQUIRED at once");
+        assert_eq!(r.error_code, ErrorCode::MEMBER_ID_REQUIRED.0);
+        let id = r.member_id.to_string();
+        join(sim, conn, &id, instance);
+        id
+    }
+
+    fn sync(
+        sim: &mut Sim,
+        conn: ConnectionId,
+        member: &str,
+        generation: i32,
+        assignments: &[(&str, &str)],
+    ) {
+        let body = SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.into(),
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| SyncGroupRequestAssignment {
+                    member_id: (*m).into(),
+                    assignment: Bytes::copy_from_slice(a.as_bytes()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        send_on(sim, conn, 5, RequestBody::SyncGroup(body));
+    }
+
+    fn sync_result(sim: &mut Sim, conn: ConnectionId) -> Option<(i16, Bytes)> {
+        match take_on(sim, conn, ApiKey::SyncGroup, 5)? {
+            ResponseBody::SyncGroup(r) => Some((r.error_code, r.assignment)),
+            _ => None,
+        }
+    }
+
+    fn heartbeat(sim: &mut Sim, conn: ConnectionId, member: &str, generation: i32) -> i16 {
+        let body = crate::api::heartbeat::HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.into(),
+            ..Default::default()
+        };
+        send_on(sim, conn, 4, RequestBody::Heartbeat(body));
+        match take_on(sim, conn, ApiKey::Heartbeat, 4) {
+            Some(ResponseBody::Heartbeat(r)) => r.error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn two_member_group(sim: &mut Sim) -> (String, String, i32) {
+        sim.input(Input::Connected(C2));
+        let a = join_new(sim, C, None);
+        let b = join_new(sim, C2, None);
+        assert!(
+            join_result(sim, C).is_none(),
+            "the first rebalance waits for the initial delay"
+        );
+        sim.advance(3_000);
+        let ra = join_result(sim, C).unwrap();
+        let rb = join_result(sim, C2).unwrap();
+        assert_eq!((ra.error_code, rb.error_code), (0, 0));
+        assert_eq!(ra.generation_id, 1);
+        let (leader, follower, lc, fc) = if ra.leader.as_str() == a {
+            (a, b, C, C2)
+        } else {
+            (b, a, C2, C)
+        };
+        let leader_members = if lc == C {
+            ra.members.len()
+        } else {
+            rb.members.len()
+        };
+        assert_eq!(leader_members, 2, "the leader learns every member");
+        sync(sim, fc, &follower, 1, &[]);
+        assert!(
+            sync_result(sim, fc).is_none(),
+            "followers wait for the leader's assignment"
+        );
+        sync(
+            sim,
+            lc,
+            &leader,
+            1,
+            &[(&leader, "for-leader"), (&follower, "for-follower")],
+        );
+        assert_eq!(
+            sync_result(sim, lc).unwrap(),
+            (0, Bytes::from_static(b"for-leader"))
+        );
+        assert_eq!(
+            sync_result(sim, fc).unwrap(),
+            (0, Bytes::from_static(b"for-follower"))
+        );
+        (leader, follower, 1)
+    }
+
+    #[test]
+    fn join_and_sync_form_a_generation() {
+        let mut sim = Sim::new();
+        let (leader, follower, generation) = two_member_group(&mut sim);
+        assert_eq!(
+            heartbeat(&mut sim, C, &leader, generation)
+                .max(heartbeat(&mut sim, C2, &follower, generation)),
+            0
+        );
+        assert_eq!(
+            heartbeat(&mut sim, C, &leader, generation + 1),
+            ErrorCode::ILLEGAL_GENERATION.0
+        );
+        assert_eq!(
+            heartbeat(&mut sim, C, "stranger", generation),
+            ErrorCode::UNKNOWN_MEMBER_ID.0
+        );
+        sim.create_topic("t", 1);
+        assert_eq!(
+            commit(&mut sim, generation + 1, &leader, 3),
+            ErrorCode::ILLEGAL_GENERATION.0,
+            "a fenced generation may not commit"
+        );
+        assert_eq!(commit(&mut sim, generation, &leader, 3), 0);
+    }
+
+    #[test]
+    fn a_silent_member_times_out_and_the_rest_rebalance() {
+        let mut sim = Sim::new();
+        let (leader, _follower, generation) = two_member_group(&mut sim);
+        // The leader keeps heart-beating (over C: heartbeats are not tied to a connection); the
+        // follower goes silent.
+        let (alive, alive_conn) = (leader, C);
+        // Only the leader keeps heart-beating.
+        for _ in 0..4 {
+            sim.advance(3_000);
+            let code = heartbeat(&mut sim, alive_conn, &alive, generation);
+            if code == ErrorCode::REBALANCE_IN_PROGRESS.0 {
+                join(&mut sim, alive_conn, &alive, None);
+                let r = join_result(&mut sim, alive_conn)
+                    .expect("alone, the rebalance completes at once");
+                assert_eq!(r.generation_id, generation + 1);
+                assert_eq!(r.members.len(), 1);
+                return;
+            }
+            assert_eq!(code, 0);
+        }
+        panic!("the silent member was never removed");
+    }
+
+    #[test]
+    fn a_static_member_restarting_gets_its_generation_back_without_rebalance() {
+        let mut sim = Sim::new();
+        let id = join_new(&mut sim, C, Some("instance-1"));
+        sim.advance(3_000);
+        let r = join_result(&mut sim, C).unwrap();
+        sync(&mut sim, C, &id, r.generation_id, &[(&id, "mine")]);
+        assert_eq!(sync_result(&mut sim, C).unwrap().0, 0);
+        // The process restarts: a new connection, no member id, the same instance id.
+        sim.input(Input::Connected(C2));
+        join(&mut sim, C2, "", Some("instance-1"));
+        let again = join_result(&mut sim, C2).expect("answered at once");
+        assert_eq!(
+            (
+                again.error_code,
+                again.generation_id,
+                again.member_id.to_string()
+            ),
+            (0, r.generation_id, id.clone())
+        );
+        sync(&mut sim, C2, &id, r.generation_id, &[]);
+        assert_eq!(
+            sync_result(&mut sim, C2).unwrap(),
+            (0, Bytes::from_static(b"mine"))
+        );
+    }
+
+    fn commit(sim: &mut Sim, generation: i32, member: &str, offset: i64) -> i16 {
+        let body = OffsetCommitRequest {
+            group_id: "g".into(),
+            generation_id_or_member_epoch: generation,
+            member_id: member.into(),
+            topics: vec![OffsetCommitRequestTopic {
+                name: "t".into(),
+                partitions: vec![OffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_metadata: Some("m".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        sim.send(9, RequestBody::OffsetCommit(body));
+        let ResponseBody::OffsetCommit(r) = sim.take(ApiKey::OffsetCommit, 9).body else {
+            panic!()
+        };
+        r.topics[0].partitions[0].error_code
+    }
+
+    fn fetch_committed(sim: &mut Sim) -> (i16, i64) {
+        let body = OffsetFetchRequest {
+            groups: vec![OffsetFetchRequestGroup {
+                group_id: "g".into(),
+                topics: None,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        sim.send(9, RequestBody::OffsetFetch(body));
+        let ResponseBody::OffsetFetch(r) = sim.take(ApiKey::OffsetFetch, 9).body else {
+            panic!()
+        };
+        let g = &r.groups[0];
+        (
+            g.error_code,
+            g.topics
+                .first()
+                .map_or(-1, |t| t.partitions[0].committed_offset),
+        )
+    }
+
+    #[test]
+    fn commits_are_durable_fenced_and_restored_after_restart() {
+        let mut sim = Sim::new();
+        sim.create_topic("t", 1);
+        assert_eq!(
+            commit(&mut sim, -1, "", 5),
+            0,
+            "a commit outside any group is accepted"
+        );
+        assert_eq!(
+            commit(&mut sim, 3, "ghost", 6),
+            ErrorCode::UNKNOWN_MEMBER_ID.0,
+            "an unknown member may not commit"
+        );
+        assert_eq!(commit(&mut sim, -1, "", 7), 0);
+        assert_eq!(fetch_committed(&mut sim), (0, 7));
+        // Restart: a new gateway over the same storage, told what recovery found.
+        let recovered = sim
+            .gw
+            .partition_stats()
+            .into_iter()
+            .map(|p| crate::storage::RecoveredPartition {
+                partition: p.partition,
+                log_start_offset: Offset(p.log_start_offset),
+                next_offset: Offset(p.high_watermark),
+                index: vec![crate::ledger::IndexEntry {
+                    offset: Offset(0),
+                    position: LogPosition::default(),
+                    max_timestamp: TimestampMs(0),
+                    bytes: 0,
+                }],
+                topic_config: Vec::new(),
+            })
+            .collect();
+        sim.hold = true;
+        sim.gw = Gateway::new(Config::default(), recovered, sim.now);
+        sim.drain();
+        sim.input(Input::Connected(C));
+        sim.send(
+            9,
+            RequestBody::OffsetFetch(OffsetFetchRequest {
+                groups: vec![OffsetFetchRequestGroup {
+                    group_id: "g".into(),
+                    topics: None,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        );
+        let ResponseBody::OffsetFetch(r) = sim.take(ApiKey::OffsetFetch, 9).body else {
+            panic!()
+        };
+        assert_eq!(
+            r.groups[0].error_code,
+            ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0,
+            "loading first"
+        );
+        sim.release();
+        assert_eq!(
+            fetch_committed(&mut sim),
+            (0, 7),
+            "the last commit survives the restart"
+        );
+    }
 }

@@ -1,0 +1,483 @@
+//! Committed offsets: OffsetCommit, OffsetFetch, and their durability.
+//!
+//! A commit is written as records to Kelp's own offsets log (topic [`OFFSETS_TOPIC`], one partition,
+//! fsynced like an acks=all produce) before it is answered or applied; on start-up the gateway reads
+//! that log back and answers group requests with COORDINATOR_LOAD_IN_PROGRESS (retriable) until it is
+//! done, as Kafka does while it loads `__consumer_offsets`.
+//!
+//! Record format: key = group `\0` topic `\0` partition (decimal); value = committed offset (i64),
+//! leader epoch (i32), then the metadata string (absent for null, marked by a leading 0/1 byte);
+//! a null value deletes the entry.
+
+use super::partition::Waiter;
+use super::{Gateway, Pending, PendingState, RequestKey, TokenUse};
+use crate::ErrorCode;
+use crate::api::ResponseBody;
+use crate::api::offset_commit::response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use crate::api::offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
+use crate::api::offset_fetch::response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use crate::api::offset_fetch::{OffsetFetchRequest, OffsetFetchResponse};
+use crate::codec::KStr;
+use crate::codec::compression::Compression;
+use crate::codec::record_batch::{BatchHeader, Batches, NewRecord, encode_batch};
+use crate::group::{CommittedOffset, Group, GroupState};
+use crate::storage::{StorageCommand, StorageCompletion};
+use crate::types::{Offset, TopicPartition};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Kelp's internal topic of committed offsets.
+pub const OFFSETS_TOPIC: &str = "__kelp_consumer_offsets";
+
+fn offsets_partition() -> TopicPartition {
+    TopicPartition {
+        topic: KStr::from_static(OFFSETS_TOPIC),
+        partition: 0,
+    }
+}
+
+/// One commit waiting for its append.
+pub(crate) struct CommitState {
+    group: KStr,
+    response: OffsetCommitResponse,
+    entries: Vec<((KStr, i32), CommittedOffset)>,
+}
+
+fn encode_key(group: &KStr, topic: &KStr, partition: i32) -> Bytes {
+    Bytes::from(format!("{group}\0{topic}\0{partition}"))
+}
+
+fn encode_value(c: &CommittedOffset) -> Bytes {
+    let mut v = BytesMut::with_capacity(13 + c.metadata.as_ref().map_or(0, KStr::len));
+    v.put_i64(c.offset);
+    v.put_i32(c.leader_epoch);
+    match &c.metadata {
+        None => v.put_u8(0),
+        Some(m) => {
+            v.put_u8(1);
+            v.put_slice(m.as_bytes());
+        }
+    }
+    v.freeze()
+}
+
+/// Decodes one offsets-log record; `None` if it is not one of ours.
+fn decode_record(
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Option<(KStr, (KStr, i32), Option<CommittedOffset>)> {
+    let text = std::str::from_utf8(key).ok()?;
+    let mut parts = text.splitn(3, '\0');
+    let (group, topic, partition) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+    let committed = match value {
+        None => None,
+        Some(v) if v.len() >= 13 => Some(CommittedOffset {
+            offset: i64::from_be_bytes(v[..8].try_into().ok()?),
+            leader_epoch: i32::from_be_bytes(v[8..12].try_into().ok()?),
+            metadata: match v[12] {
+                0 => None,
+                _ => Some(KStr::from(std::str::from_utf8(&v[13..]).ok()?)),
+            },
+        }),
+        Some(_) => return None,
+    };
+    Some((KStr::from(group), (KStr::from(topic), partition), committed))
+}
+
+impl Gateway {
+    /// Starts reading the offsets log back, if there is one (called once, at start-up).
+    pub(super) fn load_offsets(&mut self) {
+        let tp = offsets_partition();
+        let Some(p) = self.partition(&tp) else { return };
+        let (start, hw) = (p.ledger.log_start_offset(), p.ledger.high_watermark());
+        if start >= hw {
+            return;
+        }
+        self.offsets_loading = true;
+        self.read_offsets_from(start, hw);
+    }
+
+    fn read_offsets_from(&mut self, offset: Offset, end: Offset) {
+        let tp = offsets_partition();
+        let from = self
+            .partition(&tp)
+            .map(|p| p.ledger.position_for(offset))
+            .unwrap_or_default();
+        let token = self.token(TokenUse::OffsetsLoad(offset, end));
+        self.storage(StorageCommand::Read {
+            token,
+            partition: tp,
+            offset,
+            from,
+            max_bytes: 1 << 20,
+            end,
+        });
+    }
+
+    /// A chunk of the offsets log arrived: apply it, read on, or finish loading.
+    pub(super) fn offsets_loaded(&mut self, offset: Offset, end: Offset, done: StorageCompletion) {
+        let StorageCompletion::Read { batches } = done else {
+            // Without its offsets the coordinator must not serve: it keeps answering
+            // COORDINATOR_LOAD_IN_PROGRESS, and the failure shows in the driver's storage logs.
+            return;
+        };
+        let mut next = offset;
+        for batch in Batches::new(batches) {
+            let Ok(batch) = batch else { break };
+            let base = batch.header().base_offset;
+            next = next.max(Offset(batch.header().last_offset() + 1));
+            let Ok(records) = batch.records(self.config.max_decompressed_batch_bytes) else {
+                continue;
+            };
+            for r in records.iter().flatten() {
+                if base + i64::from(r.offset_delta) < offset.0 {
+                    continue;
+                }
+                if let Some((group, tp, committed)) = r.key.and_then(|k| decode_record(k, r.value))
+                {
+                    let g = self.groups.entry(group).or_insert_with(Group::new);
+                    match committed {
+                        Some(c) => g.offsets.insert(tp, c),
+                        None => g.offsets.remove(&tp),
+                    };
+                }
+            }
+        }
+        if next > offset && next < end {
+            self.read_offsets_from(next, end);
+        } else {
+            self.offsets_loading = false;
+        }
+    }
+
+    pub(super) fn offset_commit(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: OffsetCommitRequest,
+    ) -> Option<ResponseBody> {
+        let generation = request.generation_id_or_member_epoch;
+        // Commits from outside a group (generation -1) need no membership; others must be current.
+        let group_error = if self.offsets_loading {
+            Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS)
+        } else if request.group_id.is_empty() {
+            Some(ErrorCode::INVALID_GROUP_ID)
+        } else if generation < 0 {
+            None
+        } else {
+            match self.groups.get(&request.group_id) {
+                None => Some(ErrorCode::ILLEGAL_GENERATION),
+                Some(g) if !g.members.contains_key(&request.member_id) => {
+                    Some(ErrorCode::UNKNOWN_MEMBER_ID)
+                }
+                Some(g) if g.generation != generation => Some(ErrorCode::ILLEGAL_GENERATION),
+                Some(g) if g.state == GroupState::PreparingRebalance => {
+                    Some(ErrorCode::REBALANCE_IN_PROGRESS)
+                }
+                Some(_) => None,
+            }
+        };
+        let mut response = OffsetCommitResponse::default();
+        let mut entries = Vec::new();
+        let mut records = Vec::new();
+        for topic in request.topics {
+            let name = if version >= 10 {
+                self.topic_name_by_id(topic.topic_id)
+            } else {
+                Some(topic.name.clone())
+            };
+            let mut tr = OffsetCommitResponseTopic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+                ..Default::default()
+            };
+            for part in topic.partitions {
+                let code = match (&name, group_error) {
+                    (_, Some(code)) => code,
+                    (None, None) => ErrorCode::UNKNOWN_TOPIC_ID,
+                    (Some(n), None) if !self.partition_exists(n, part.partition_index) => {
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+                    }
+                    (Some(n), None) => {
+                        let c = CommittedOffset {
+                            offset: part.committed_offset,
+                            leader_epoch: part.committed_leader_epoch,
+                            metadata: part.committed_metadata.clone(),
+                        };
+                        records.push(NewRecord {
+                            key: Some(encode_key(&request.group_id, n, part.partition_index)),
+                            value: Some(encode_value(&c)),
+                            ..Default::default()
+                        });
+                        entries.push(((n.clone(), part.partition_index), c));
+                        ErrorCode::NONE
+                    }
+                };
+                tr.partitions.push(OffsetCommitResponsePartition {
+                    partition_index: part.partition_index,
+                    error_code: code.0,
+                    ..Default::default()
+                });
+            }
+            response.topics.push(tr);
+        }
+        if records.is_empty() {
+            return Some(ResponseBody::OffsetCommit(response));
+        }
+        if !self.topics.contains_key(&KStr::from_static(OFFSETS_TOPIC)) {
+            self.auto_create_topic(&KStr::from_static(OFFSETS_TOPIC), 1);
+        }
+        let now = self.now.wall.0;
+        let header = BatchHeader {
+            base_timestamp: now,
+            max_timestamp: now,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            ..Default::default()
+        };
+        let Ok(batch) = encode_batch(&header, Compression::None, &records) else {
+            return Some(ResponseBody::OffsetCommit(fail_all(
+                response,
+                ErrorCode::UNKNOWN_SERVER_ERROR,
+            )));
+        };
+        let state = CommitState {
+            group: request.group_id,
+            response,
+            entries,
+        };
+        self.pending.insert(
+            key,
+            Pending {
+                correlation_id,
+                version,
+                frame_len,
+                state: PendingState::OffsetCommit(state),
+            },
+        );
+        let tp = offsets_partition();
+        let checked = super::produce::Checked::single(
+            batch,
+            records.len() as u64,
+            crate::types::TimestampMs(now),
+        );
+        self.queue_append(&tp, Some(Waiter::OffsetCommit(key)), checked, true);
+        self.pump(&tp);
+        None
+    }
+
+    /// The commit's records are durable (or failed): apply and answer.
+    pub(super) fn offset_commit_done(&mut self, key: RequestKey, ok: bool) {
+        let Some(pending) = self.pending.remove(&key) else {
+            return;
+        };
+        let PendingState::OffsetCommit(state) = pending.state else {
+            self.pending.insert(key, pending);
+            return;
+        };
+        let response = if ok {
+            let group = self.groups.entry(state.group).or_insert_with(Group::new);
+            group.offsets.extend(state.entries);
+            state.response
+        } else {
+            fail_all(state.response, ErrorCode::COORDINATOR_NOT_AVAILABLE)
+        };
+        self.respond(
+            key,
+            pending.correlation_id,
+            pending.version,
+            pending.frame_len,
+            ResponseBody::OffsetCommit(response),
+        );
+    }
+
+    pub(super) fn offset_fetch(
+        &mut self,
+        request: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        let loading = self.offsets_loading;
+        let lookup = |gw: &Gateway,
+                      group: &KStr,
+                      topic: &KStr,
+                      partition: i32|
+         -> (i64, i32, Option<KStr>) {
+            match gw
+                .groups
+                .get(group)
+                .and_then(|g| g.offsets.get(&(topic.clone(), partition)))
+            {
+                Some(c) => (c.offset, c.leader_epoch, c.metadata.clone()),
+                None => (-1, -1, Some(KStr::EMPTY)),
+            }
+        };
+        if version < 8 {
+            let topics: Vec<(KStr, Vec<i32>)> = match request.topics {
+                Some(ts) => ts
+                    .into_iter()
+                    .map(|t| (t.name, t.partition_indexes))
+                    .collect(),
+                None => self.committed_topics(&request.group_id),
+            };
+            return OffsetFetchResponse {
+                error_code: if loading {
+                    ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
+                } else {
+                    0
+                },
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| OffsetFetchResponseTopic {
+                        partitions: partitions
+                            .into_iter()
+                            .map(|p| {
+                                let (offset, epoch, metadata) =
+                                    lookup(self, &request.group_id, &name, p);
+                                OffsetFetchResponsePartition {
+                                    partition_index: p,
+                                    committed_offset: offset,
+                                    committed_leader_epoch: epoch,
+                                    metadata,
+                                    ..Default::default()
+                                }
+                            })
+                            .collect(),
+                        name,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+        }
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics: Vec<(KStr, crate::codec::Uuid, Vec<i32>)> = match g.topics {
+                    Some(ts) => ts
+                        .into_iter()
+                        .map(|t| {
+                            let name = if version >= 10 {
+                                self.topic_name_by_id(t.topic_id).unwrap_or_default()
+                            } else {
+                                t.name
+                            };
+                            (name, t.topic_id, t.partition_indexes)
+                        })
+                        .collect(),
+                    None => self
+                        .committed_topics(&g.group_id)
+                        .into_iter()
+                        .map(|(n, ps)| (n.clone(), super::topic_id_for(n.as_str()), ps))
+                        .collect(),
+                };
+                OffsetFetchResponseGroup {
+                    error_code: if loading {
+                        ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
+                    } else {
+                        0
+                    },
+                    topics: topics
+                        .into_iter()
+                        .map(|(name, topic_id, partitions)| OffsetFetchResponseTopics {
+                            partitions: partitions
+                                .into_iter()
+                                .map(|p| {
+                                    let (offset, epoch, metadata) =
+                                        lookup(self, &g.group_id, &name, p);
+                                    OffsetFetchResponsePartitions {
+                                        partition_index: p,
+                                        committed_offset: offset,
+                                        committed_leader_epoch: epoch,
+                                        metadata,
+                                        ..Default::default()
+                                    }
+                                })
+                                .collect(),
+                            name,
+                            topic_id,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    group_id: g.group_id,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        OffsetFetchResponse {
+            groups,
+            ..Default::default()
+        }
+    }
+
+    /// Every (topic, partitions) a group has offsets for.
+    fn committed_topics(&self, group: &KStr) -> Vec<(KStr, Vec<i32>)> {
+        let mut out: Vec<(KStr, Vec<i32>)> = Vec::new();
+        for (topic, partition) in self
+            .groups
+            .get(group)
+            .map(|g| g.offsets.keys())
+            .into_iter()
+            .flatten()
+        {
+            match out.last_mut() {
+                Some((t, ps)) if t == topic => ps.push(*partition),
+                _ => out.push((topic.clone(), vec![*partition])),
+            }
+        }
+        out
+    }
+}
+
+fn fail_all(mut response: OffsetCommitResponse, code: ErrorCode) -> OffsetCommitResponse {
+    for p in response
+        .topics
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut())
+    {
+        if p.error_code == 0 {
+            p.error_code = code.0;
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_records_round_trip() {
+        let c = CommittedOffset {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: Some("m".into()),
+        };
+        let key = encode_key(&"g".into(), &"t".into(), 7);
+        let value = encode_value(&c);
+        assert_eq!(
+            decode_record(&key, Some(&value)),
+            Some(("g".into(), ("t".into(), 7), Some(c)))
+        );
+        let null_meta = CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        assert_eq!(
+            decode_record(&key, Some(&encode_value(&null_meta)))
+                .unwrap()
+                .2,
+            Some(null_meta)
+        );
+        assert_eq!(decode_record(&key, None).unwrap().2, None);
+        assert_eq!(decode_record(b"nonsense", Some(&value)), None);
+    }
+}
