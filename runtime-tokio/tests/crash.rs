@@ -445,3 +445,70 @@ fn closed_segments_recover_from_their_index_files() {
     assert_eq!(c.fetch_all("seg").len(), 200);
     assert_eq!(c.produce("seg", &["after".into()]).unwrap(), Some(200));
 }
+
+#[test]
+fn committed_offsets_survive_kill_nine() {
+    use kelp_core::api::offset_commit::OffsetCommitRequest;
+    use kelp_core::api::offset_commit::request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kelp_core::api::offset_fetch::OffsetFetchRequest;
+    use kelp_core::api::offset_fetch::request::OffsetFetchRequestGroup;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let kelp = Kelp::start(dir.path(), port);
+    let mut c = Client::connect(kelp.addr).unwrap();
+    c.create("committed");
+    for offset in [3, 8, 13] {
+        let body = OffsetCommitRequest {
+            group_id: "g1".into(),
+            generation_id_or_member_epoch: -1,
+            topics: vec![OffsetCommitRequestTopic {
+                name: "committed".into(),
+                partitions: vec![OffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ResponseBody::OffsetCommit(r) = c.call(9, RequestBody::OffsetCommit(body)).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    }
+    kelp.kill9();
+    let kelp = Kelp::start(dir.path(), port);
+    let mut c = Client::connect(kelp.addr).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = OffsetFetchRequest {
+            groups: vec![OffsetFetchRequestGroup {
+                group_id: "g1".into(),
+                topics: None,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ResponseBody::OffsetFetch(r) = c.call(9, RequestBody::OffsetFetch(body)).unwrap()
+        else {
+            unreachable!()
+        };
+        let g = &r.groups[0];
+        if g.error_code == 14 {
+            // COORDINATOR_LOAD_IN_PROGRESS: retriable, as clients treat it.
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(g.error_code, 0);
+        assert_eq!(
+            g.topics[0].partitions[0].committed_offset, 13,
+            "the last acknowledged commit"
+        );
+        break;
+    }
+}
