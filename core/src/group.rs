@@ -156,6 +156,44 @@ impl Group {
             .map(|n| (*n).clone())
     }
 
+    /// Topics the members subscribe to, read from the consumer protocol's subscription metadata
+    /// (version INT16, then an array of topic names); other protocol types subscribe to nothing.
+    pub(crate) fn subscribed_topics(&self) -> Vec<KStr> {
+        use crate::codec::wire;
+        if self
+            .protocol_type
+            .as_ref()
+            .is_none_or(|t| t.as_str() != "consumer")
+        {
+            return Vec::new();
+        }
+        let mut topics = Vec::new();
+        for m in self.members.values() {
+            let Some(meta) = self.protocol.as_ref().map(|p| m.metadata_for(p)) else {
+                continue;
+            };
+            let src = wire::Src::new(&meta);
+            let Ok((rest, _version)) = wire::i16(&meta) else {
+                continue;
+            };
+            let Ok((mut rest, count)) = wire::i32(rest) else {
+                continue;
+            };
+            for _ in 0..count.clamp(0, 10_000) {
+                match wire::string(&src, rest, false) {
+                    Ok((after, name)) => {
+                        rest = after;
+                        topics.push(name);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// Whether a joining member's protocols can live with the group's.
     pub(crate) fn accepts(&self, protocol_type: &KStr, protocols: &[(KStr, Bytes)]) -> bool {
         if protocols.is_empty() {

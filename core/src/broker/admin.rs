@@ -27,7 +27,7 @@ use crate::storage::{StorageCommand, StorageCompletion};
 use crate::types::TopicPartition;
 
 /// The APIs the gateway answers today; ApiVersions advertises exactly these.
-pub(crate) const SERVED: [ApiKey; 24] = [
+pub(crate) const SERVED: [ApiKey; 26] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -52,6 +52,8 @@ pub(crate) const SERVED: [ApiKey; 24] = [
     ApiKey::OffsetFetch,
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 /// The ApiVersions answer: every served API with its advertised versions.
@@ -429,7 +431,7 @@ impl Gateway {
                 Some(Waiter::Produce(key, slot)) => {
                     self.produce_part_done(key, slot, Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION))
                 }
-                Some(Waiter::OffsetCommit(key)) => self.offset_commit_done(key, false),
+                Some(Waiter::GroupWrite(key)) => self.group_write_done(key, false),
                 None => {}
             }
         }

@@ -40,11 +40,20 @@ fn offsets_partition() -> TopicPartition {
     }
 }
 
-/// One commit waiting for its append.
-pub(crate) struct CommitState {
-    group: KStr,
-    response: OffsetCommitResponse,
-    entries: Vec<((KStr, i32), CommittedOffset)>,
+/// A group change waiting for its records to be durable: what to answer, and what to apply then.
+pub(crate) struct GroupWrite {
+    response: ResponseBody,
+    apply: GroupApply,
+}
+
+/// The in-memory change a durable group write makes.
+enum GroupApply {
+    /// Committed offsets of one group.
+    Commit(KStr, Vec<((KStr, i32), CommittedOffset)>),
+    /// Offsets removed from one group.
+    DeleteOffsets(KStr, Vec<(KStr, i32)>),
+    /// Whole (empty) groups removed.
+    DeleteGroups(Vec<KStr>),
 }
 
 fn encode_key(group: &KStr, topic: &KStr, partition: i32) -> Bytes {
@@ -227,8 +236,27 @@ impl Gateway {
             }
             response.topics.push(tr);
         }
+        let write = GroupWrite {
+            response: ResponseBody::OffsetCommit(response),
+            apply: GroupApply::Commit(request.group_id, entries),
+        };
+        self.write_group_records(key, correlation_id, version, frame_len, records, write)
+    }
+
+    /// Appends `records` to the offsets log (fsynced) and answers `write` once they are durable;
+    /// with no records, applies and answers at once.
+    fn write_group_records(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        records: Vec<NewRecord>,
+        write: GroupWrite,
+    ) -> Option<ResponseBody> {
         if records.is_empty() {
-            return Some(ResponseBody::OffsetCommit(response));
+            self.apply_group_write(write.apply);
+            return Some(write.response);
         }
         if !self.topics.contains_key(&KStr::from_static(OFFSETS_TOPIC)) {
             self.auto_create_topic(&KStr::from_static(OFFSETS_TOPIC), 1);
@@ -243,15 +271,7 @@ impl Gateway {
             ..Default::default()
         };
         let Ok(batch) = encode_batch(&header, Compression::None, &records) else {
-            return Some(ResponseBody::OffsetCommit(fail_all(
-                response,
-                ErrorCode::UNKNOWN_SERVER_ERROR,
-            )));
-        };
-        let state = CommitState {
-            group: request.group_id,
-            response,
-            entries,
+            return Some(fail_write(write.response, ErrorCode::UNKNOWN_SERVER_ERROR));
         };
         self.pending.insert(
             key,
@@ -259,7 +279,7 @@ impl Gateway {
                 correlation_id,
                 version,
                 frame_len,
-                state: PendingState::OffsetCommit(state),
+                state: PendingState::GroupWrite(write),
             },
         );
         let tp = offsets_partition();
@@ -268,33 +288,169 @@ impl Gateway {
             records.len() as u64,
             crate::types::TimestampMs(now),
         );
-        self.queue_append(&tp, Some(Waiter::OffsetCommit(key)), checked, true);
+        self.queue_append(&tp, Some(Waiter::GroupWrite(key)), checked, true);
         self.pump(&tp);
         None
     }
 
-    /// The commit's records are durable (or failed): apply and answer.
-    pub(super) fn offset_commit_done(&mut self, key: RequestKey, ok: bool) {
+    fn apply_group_write(&mut self, apply: GroupApply) {
+        match apply {
+            GroupApply::Commit(group, entries) => {
+                self.groups
+                    .entry(group)
+                    .or_insert_with(Group::new)
+                    .offsets
+                    .extend(entries);
+            }
+            GroupApply::DeleteOffsets(group, tps) => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    for tp in tps {
+                        g.offsets.remove(&tp);
+                    }
+                }
+            }
+            GroupApply::DeleteGroups(groups) => {
+                for g in groups {
+                    self.groups.remove(&g);
+                }
+            }
+        }
+    }
+
+    /// OffsetDelete: removes a group's offsets for topics it is not consuming.
+    pub(super) fn offset_delete(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: crate::api::offset_delete::OffsetDeleteRequest,
+    ) -> Option<ResponseBody> {
+        use crate::api::offset_delete::OffsetDeleteResponse;
+        use crate::api::offset_delete::response::{
+            OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+        };
+        let error = |code: ErrorCode| {
+            Some(ResponseBody::OffsetDelete(OffsetDeleteResponse {
+                error_code: code.0,
+                ..Default::default()
+            }))
+        };
+        if self.offsets_loading {
+            return error(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        let Some(group) = self.groups.get(&request.group_id) else {
+            return error(ErrorCode::GROUP_ID_NOT_FOUND);
+        };
+        let subscribed = group.subscribed_topics();
+        let mut response = OffsetDeleteResponse::default();
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        for topic in request.topics {
+            let mut tr = OffsetDeleteResponseTopic {
+                name: topic.name.clone(),
+                ..Default::default()
+            };
+            for p in topic.partitions {
+                let code = if subscribed.contains(&topic.name) {
+                    ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC
+                } else {
+                    if group
+                        .offsets
+                        .contains_key(&(topic.name.clone(), p.partition_index))
+                    {
+                        records.push(NewRecord {
+                            key: Some(encode_key(
+                                &request.group_id,
+                                &topic.name,
+                                p.partition_index,
+                            )),
+                            value: None,
+                            ..Default::default()
+                        });
+                        removed.push((topic.name.clone(), p.partition_index));
+                    }
+                    ErrorCode::NONE
+                };
+                tr.partitions.push(OffsetDeleteResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: code.0,
+                });
+            }
+            response.topics.push(tr);
+        }
+        let write = GroupWrite {
+            response: ResponseBody::OffsetDelete(response),
+            apply: GroupApply::DeleteOffsets(request.group_id, removed),
+        };
+        self.write_group_records(key, correlation_id, version, frame_len, records, write)
+    }
+
+    /// DeleteGroups: removes empty groups and their offsets.
+    pub(super) fn delete_groups(
+        &mut self,
+        key: RequestKey,
+        correlation_id: i32,
+        version: i16,
+        frame_len: usize,
+        request: crate::api::delete_groups::DeleteGroupsRequest,
+    ) -> Option<ResponseBody> {
+        use crate::api::delete_groups::DeleteGroupsResponse;
+        use crate::api::delete_groups::response::DeletableGroupResult;
+        let mut response = DeleteGroupsResponse::default();
+        let mut records = Vec::new();
+        let mut deleted = Vec::new();
+        for group_id in request.groups_names {
+            let code = match self.groups.get(&group_id) {
+                _ if self.offsets_loading => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+                None => ErrorCode::GROUP_ID_NOT_FOUND,
+                Some(g) if g.state != GroupState::Empty => ErrorCode::NON_EMPTY_GROUP,
+                Some(g) => {
+                    records.extend(g.offsets.keys().map(|(t, p)| NewRecord {
+                        key: Some(encode_key(&group_id, t, *p)),
+                        value: None,
+                        ..Default::default()
+                    }));
+                    deleted.push(group_id.clone());
+                    ErrorCode::NONE
+                }
+            };
+            response.results.push(DeletableGroupResult {
+                group_id,
+                error_code: code.0,
+                error_message: None,
+                ..Default::default()
+            });
+        }
+        let write = GroupWrite {
+            response: ResponseBody::DeleteGroups(response),
+            apply: GroupApply::DeleteGroups(deleted),
+        };
+        self.write_group_records(key, correlation_id, version, frame_len, records, write)
+    }
+
+    /// A group write's records are durable (or failed): apply and answer.
+    pub(super) fn group_write_done(&mut self, key: RequestKey, ok: bool) {
         let Some(pending) = self.pending.remove(&key) else {
             return;
         };
-        let PendingState::OffsetCommit(state) = pending.state else {
+        let PendingState::GroupWrite(write) = pending.state else {
             self.pending.insert(key, pending);
             return;
         };
         let response = if ok {
-            let group = self.groups.entry(state.group).or_insert_with(Group::new);
-            group.offsets.extend(state.entries);
-            state.response
+            self.apply_group_write(write.apply);
+            write.response
         } else {
-            fail_all(state.response, ErrorCode::COORDINATOR_NOT_AVAILABLE)
+            // Retriable: the client tries again (and finds the coordinator again).
+            fail_write(write.response, ErrorCode::COORDINATOR_NOT_AVAILABLE)
         };
         self.respond(
             key,
             pending.correlation_id,
             pending.version,
             pending.frame_len,
-            ResponseBody::OffsetCommit(response),
+            response,
         );
     }
 
@@ -436,15 +592,22 @@ impl Gateway {
     }
 }
 
-fn fail_all(mut response: OffsetCommitResponse, code: ErrorCode) -> OffsetCommitResponse {
-    for p in response
-        .topics
-        .iter_mut()
-        .flat_map(|t| t.partitions.iter_mut())
-    {
-        if p.error_code == 0 {
-            p.error_code = code.0;
+/// Sets `code` on every part of a group write's answer that had succeeded.
+fn fail_write(mut response: ResponseBody, code: ErrorCode) -> ResponseBody {
+    let set = |e: &mut i16| {
+        if *e == 0 {
+            *e = code.0;
         }
+    };
+    match &mut response {
+        ResponseBody::OffsetCommit(r) => r
+            .topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+            .for_each(|p| set(&mut p.error_code)),
+        ResponseBody::OffsetDelete(r) => set(&mut r.error_code),
+        ResponseBody::DeleteGroups(r) => r.results.iter_mut().for_each(|g| set(&mut g.error_code)),
+        _ => {}
     }
     response
 }

@@ -182,7 +182,7 @@ enum PendingState {
     Fetch(fetch::FetchState),
     ListOffsets(offsets::ListOffsetsState),
     Admin(admin::AdminState),
-    OffsetCommit(group_offsets::CommitState),
+    GroupWrite(group_offsets::GroupWrite),
 }
 
 /// Counters for the stats endpoint.
@@ -500,6 +500,12 @@ impl Gateway {
                 Some(ResponseBody::DescribeGroups(self.describe_groups(r)))
             }
             RequestBody::ListGroups(r) => Some(ResponseBody::ListGroups(self.list_groups(r))),
+            RequestBody::DeleteGroups(r) => {
+                self.delete_groups(key, correlation_id, version, frame_len, r)
+            }
+            RequestBody::OffsetDelete(r) => {
+                self.offset_delete(key, correlation_id, version, frame_len, r)
+            }
             RequestBody::Fetch(r) => self.fetch(key, correlation_id, version, frame_len, r),
             RequestBody::ListOffsets(r) => {
                 self.list_offsets(key, correlation_id, version, frame_len, r)
@@ -617,7 +623,7 @@ impl Gateway {
                         slot,
                         done,
                     ),
-                    state @ (PendingState::Produce(_) | PendingState::OffsetCommit(_)) => {
+                    state @ (PendingState::Produce(_) | PendingState::GroupWrite(_)) => {
                         // These complete through their partition's append token.
                         self.pending.insert(key, Pending { state, ..pending });
                     }

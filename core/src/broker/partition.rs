@@ -66,8 +66,8 @@ pub fn topic_id_for(name: &str) -> Uuid {
 pub(crate) enum Waiter {
     /// One partition (`slot`) of a produce request.
     Produce(RequestKey, Slot),
-    /// An OffsetCommit, whose offsets are appended to the offsets log.
-    OffsetCommit(RequestKey),
+    /// A group write (OffsetCommit, OffsetDelete, DeleteGroups) to the offsets log.
+    GroupWrite(RequestKey),
 }
 
 /// A produce request's part waiting for (or riding in) an append.

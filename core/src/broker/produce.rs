@@ -282,7 +282,7 @@ impl Gateway {
                         result.map(|log_start| (q.base_offset.unwrap_or_default(), log_start));
                     self.produce_part_done(key, slot, outcome);
                 }
-                Some(Waiter::OffsetCommit(key)) => self.offset_commit_done(key, result.is_ok()),
+                Some(Waiter::GroupWrite(key)) => self.group_write_done(key, result.is_ok()),
                 None => {}
             }
         }

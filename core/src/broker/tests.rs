@@ -961,4 +961,50 @@ mod groups {
             "the last commit survives the restart"
         );
     }
+
+    #[test]
+    fn offsets_and_empty_groups_can_be_deleted() {
+        use crate::api::delete_groups::DeleteGroupsRequest;
+        use crate::api::offset_delete::OffsetDeleteRequest;
+        use crate::api::offset_delete::request::{
+            OffsetDeleteRequestPartition as OffsetDeletePartition,
+            OffsetDeleteRequestTopic as OffsetDeleteTopic,
+        };
+        let mut sim = Sim::new();
+        sim.create_topic("t", 1);
+        assert_eq!(commit(&mut sim, -1, "", 5), 0);
+        let body = OffsetDeleteRequest {
+            group_id: "g".into(),
+            topics: vec![OffsetDeleteTopic {
+                name: "t".into(),
+                partitions: vec![OffsetDeletePartition { partition_index: 0 }],
+            }],
+        };
+        sim.send(0, RequestBody::OffsetDelete(body));
+        let ResponseBody::OffsetDelete(r) = sim.take(ApiKey::OffsetDelete, 0).body else {
+            panic!()
+        };
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+        assert_eq!(fetch_committed(&mut sim), (0, -1), "the offset is gone");
+        let delete = |sim: &mut Sim| {
+            sim.send(
+                2,
+                RequestBody::DeleteGroups(DeleteGroupsRequest {
+                    groups_names: vec!["g".into()],
+                    ..Default::default()
+                }),
+            );
+            let ResponseBody::DeleteGroups(r) = sim.take(ApiKey::DeleteGroups, 2).body else {
+                panic!()
+            };
+            r.results[0].error_code
+        };
+        assert_eq!(delete(&mut sim), 0);
+        assert_eq!(delete(&mut sim), ErrorCode::GROUP_ID_NOT_FOUND.0);
+        // A group with members is not deleted (the member joins on its own connection, where its
+        // JoinGroup waits for the rebalance).
+        sim.input(Input::Connected(C2));
+        let _ = join_new(&mut sim, C2, None);
+        assert_eq!(delete(&mut sim), ErrorCode::NON_EMPTY_GROUP.0);
+    }
 }
