@@ -50,6 +50,7 @@ pub mod codec;
 pub mod error_code;
 pub mod group;
 pub mod ledger;
+pub mod producer;
 pub mod storage;
 pub mod types;
 

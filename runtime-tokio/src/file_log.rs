@@ -10,9 +10,11 @@
 use bytes::{Bytes, BytesMut};
 use kelp_core::codec::KStr;
 use kelp_core::ledger::{IndexEntry, OffsetLedger};
+use kelp_core::producer::ProducerHistory;
 use kelp_core::storage::log::{
     decode_index, encode_index, find_by_time, index_file_name, index_segment,
-    parse_segment_file_name, scan_segment, segment_file_name, select_batches,
+    parse_segment_file_name, producer_snapshot_file_name, scan_segment, segment_file_name,
+    select_batches,
 };
 use kelp_core::storage::{AppendBatch, RecoveredPartition, StorageError};
 use kelp_core::types::{LogPosition, Offset, TimestampMs, TopicPartition};
@@ -45,6 +47,9 @@ pub struct PartitionLog {
     /// The active segment's sparse index, built by the same rule as the core's ledger; written to
     /// `<base>.index` when the segment is closed.
     active_index: OffsetLedger,
+    /// Idempotent producers' last batches, written to `<base>.producers` when a segment is closed
+    /// so that recovery need not read closed segments to rebuild it.
+    producers: ProducerHistory,
 }
 
 impl PartitionLog {
@@ -69,6 +74,7 @@ impl PartitionLog {
                     next_offset: Offset(0),
                     segment_bytes,
                     active_index: OffsetLedger::default(),
+                    producers: ProducerHistory::default(),
                 })
             }
         }
@@ -160,6 +166,30 @@ impl PartitionLog {
         );
         let mut index = closed_index;
         index.extend(scanned_index);
+        // Producer state: the snapshot taken when the newest closed segment was closed, then every
+        // batch scanned after it.
+        let snapshot = bases.iter().rev().skip(1).find_map(|b| {
+            let bytes = fs::read(dir.join(producer_snapshot_file_name(*b))).ok()?;
+            Some((*b, ProducerHistory::decode(&bytes)?))
+        });
+        let (mut producers, after) = match snapshot {
+            Some((b, h)) => (
+                h,
+                bases
+                    .iter()
+                    .find(|x| **x > b)
+                    .copied()
+                    .unwrap_or(Offset(i64::MAX)),
+            ),
+            None => (ProducerHistory::default(), Offset(0)),
+        };
+        for (_, scan) in &scans {
+            for b in scan.batches.iter().filter(|b| b.base_offset >= after) {
+                let (pid, epoch, first) = b.producer;
+                let count = (b.last_offset.0 - b.base_offset.0 + 1) as i32;
+                producers.record(pid, epoch, first, count, b.base_offset);
+            }
+        }
         let next = next.max(*bases.last().unwrap_or(&Offset(0)));
         let log_start = log_start.min(next);
         let active = open_segment(dir, active_base)?;
@@ -172,6 +202,7 @@ impl PartitionLog {
             next_offset: next,
             segment_bytes,
             active_index,
+            producers: producers.clone(),
         };
         let recovered = RecoveredPartition {
             partition: tp.clone(),
@@ -179,6 +210,7 @@ impl PartitionLog {
             next_offset: next,
             index,
             topic_config: read_topic_config(dir)?,
+            producers,
         };
         Ok(Some((log, recovered)))
     }
@@ -238,6 +270,15 @@ impl PartitionLog {
         {
             let _ = self.active_index.complete_append(position);
         }
+        for b in batches {
+            let (pid, epoch, first) = (
+                be_i64(&b.bytes, 43),
+                be_i16(&b.bytes, 51),
+                be_i32(&b.bytes, 53),
+            );
+            self.producers
+                .record(pid, epoch, first, be_i32(&b.bytes, 57), b.base_offset);
+        }
         self.active_len += buf.len() as u64;
         if let Some(last) = batches.last() {
             let count = i32::from_be_bytes(last.bytes[57..61].try_into().unwrap_or([0; 4]));
@@ -262,6 +303,12 @@ impl PartitionLog {
             .and_then(|f| f.sync_all())
             .map_err(io_err)?;
         fs::rename(&tmp, self.dir.join(index_file_name(closing))).map_err(io_err)?;
+        let tmp = self.dir.join("producers.tmp");
+        fs::write(&tmp, self.producers.encode()).map_err(io_err)?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err)?;
+        fs::rename(&tmp, self.dir.join(producer_snapshot_file_name(closing))).map_err(io_err)?;
         self.active_index = OffsetLedger::restore(base, base, Vec::new());
         self.active = open_segment(&self.dir, base)?;
         self.active_len = 0;
@@ -286,6 +333,7 @@ impl PartitionLog {
         while self.segments.len() > 1 && self.segments[1] <= offset {
             fs::remove_file(self.dir.join(segment_file_name(self.segments[0]))).map_err(io_err)?;
             let _ = fs::remove_file(self.dir.join(index_file_name(self.segments[0])));
+            let _ = fs::remove_file(self.dir.join(producer_snapshot_file_name(self.segments[0])));
             self.segments.remove(0);
         }
         sync_dir(&self.dir)
@@ -408,6 +456,12 @@ fn be_i32(b: &[u8], at: usize) -> i32 {
         .map_or(0, i32::from_be_bytes)
 }
 
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    b.get(at..at + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, i16::from_be_bytes)
+}
+
 fn be_i64(b: &[u8], at: usize) -> i64 {
     b.get(at..at + 8)
         .and_then(|s| s.try_into().ok())
@@ -512,6 +566,7 @@ pub fn recover_all(
                     next_offset: Offset(0),
                     index: Vec::new(),
                     topic_config: Vec::new(),
+                    producers: ProducerHistory::default(),
                 };
                 out.push((tp, log, recovered));
             }

@@ -127,6 +127,16 @@ impl Client {
 
     /// Produces `values` as one batch with acks=all; returns the base offset if acknowledged.
     fn produce(&mut self, topic: &str, values: &[String]) -> std::io::Result<Option<i64>> {
+        self.produce_as(topic, values, (-1, -1, -1))
+    }
+
+    /// The same, as idempotent producer `(id, epoch, first sequence)`.
+    fn produce_as(
+        &mut self,
+        topic: &str,
+        values: &[String],
+        producer: (i64, i16, i32),
+    ) -> std::io::Result<Option<i64>> {
         let records: Vec<NewRecord> = values
             .iter()
             .map(|v| NewRecord {
@@ -134,12 +144,13 @@ impl Client {
                 ..Default::default()
             })
             .collect();
+        let (producer_id, producer_epoch, base_sequence) = producer;
         let header = BatchHeader {
             base_timestamp: 1,
             max_timestamp: 1,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+            producer_id,
+            producer_epoch,
+            base_sequence,
             ..Default::default()
         };
         let batch = encode_batch(&header, Compression::None, &records).unwrap();
@@ -511,4 +522,46 @@ fn committed_offsets_survive_kill_nine() {
         );
         break;
     }
+}
+
+#[test]
+fn idempotent_retries_are_recognised_after_kill_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let small = ["--segment-bytes", "2000"];
+    let kelp = Kelp::start_with(dir.path(), port, &small);
+    let mut c = Client::connect(kelp.addr).unwrap();
+    c.create("idem");
+    for i in 0..60 {
+        assert_eq!(
+            c.produce_as("idem", &[format!("v{i}")], (77, 0, i))
+                .unwrap(),
+            Some(i64::from(i))
+        );
+    }
+    kelp.kill9();
+    let pdir = dir.path().join("idem-0");
+    assert!(std::fs::read_dir(&pdir).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".producers")
+    }));
+    let kelp = Kelp::start_with(dir.path(), port, &small);
+    let mut c = Client::connect(kelp.addr).unwrap();
+    // The producer did not hear back about its last batches and retries them after the crash.
+    for i in 55..60 {
+        assert_eq!(
+            c.produce_as("idem", &[format!("v{i}")], (77, 0, i))
+                .unwrap(),
+            Some(i64::from(i)),
+            "retry of sequence {i}"
+        );
+    }
+    assert_eq!(
+        c.produce_as("idem", &["v60".into()], (77, 0, 60)).unwrap(),
+        Some(60)
+    );
+    let stored = c.fetch_all("idem");
+    assert_eq!(stored.len(), 61, "every record once");
 }

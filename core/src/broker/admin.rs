@@ -244,7 +244,7 @@ impl Gateway {
         }
     }
 
-    /// Hands out producer ids; idempotent deduplication arrives with the producer-state issue.
+    /// Hands out producer ids and epochs for idempotent producers (see [`crate::producer`]).
     pub(super) fn init_producer_id(
         &mut self,
         request: InitProducerIdRequest,
@@ -253,6 +253,18 @@ impl Gateway {
             // Transactions are not supported: tell the client plainly instead of pretending.
             return InitProducerIdResponse {
                 error_code: ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0,
+                ..Default::default()
+            };
+        }
+        // A producer re-initialising (KIP-360) keeps its id with the next epoch, which fences its
+        // older self; a new producer gets a new id.
+        if request.producer_id >= 0
+            && request.producer_epoch >= 0
+            && request.producer_epoch < i16::MAX - 1
+        {
+            return InitProducerIdResponse {
+                producer_id: request.producer_id,
+                producer_epoch: request.producer_epoch + 1,
                 ..Default::default()
             };
         }

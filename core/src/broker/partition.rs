@@ -35,6 +35,7 @@ impl Topic {
         }
         self.partitions[i].ledger =
             OffsetLedger::restore(r.log_start_offset, r.next_offset, r.index);
+        self.partitions[i].producers = r.producers;
         if !r.topic_config.is_empty() {
             self.config = super::configs::TopicConfig::from_entries(r.topic_config);
         }
@@ -85,6 +86,11 @@ pub(crate) struct QueuedAppend {
     pub(crate) sync: bool,
     /// Offset of its first record, once dispatched.
     pub(crate) base_offset: Option<crate::types::Offset>,
+    /// Per batch: (producer id, epoch, first sequence) of idempotent batches.
+    pub(crate) producers: Vec<Option<(i64, i16, i32)>>,
+    /// Retries of one of these batches that arrived while it was on its way: (request, slot,
+    /// batch index); answered with the same offset.
+    pub(crate) duplicates: Vec<(RequestKey, Slot, usize)>,
 }
 
 impl QueuedAppend {
@@ -101,6 +107,8 @@ pub(crate) struct PartitionState {
     pub(crate) in_flight: Vec<QueuedAppend>,
     /// Parked fetches to wake when the high watermark moves.
     pub(crate) watchers: Vec<RequestKey>,
+    /// Idempotent producers' sequences on this partition.
+    pub(crate) producers: crate::producer::ProducerHistory,
 }
 
 #[cfg(test)]

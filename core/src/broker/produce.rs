@@ -12,6 +12,7 @@ use crate::api::produce::response::{PartitionProduceResponse, TopicProduceRespon
 use crate::api::produce::{ProduceRequest, ProduceResponse};
 use crate::codec::KStr;
 use crate::codec::record_batch::Batches;
+use crate::producer::SequenceCheck;
 use crate::storage::{AppendBatch, StorageCommand, StorageCompletion};
 use crate::types::{Offset, TimestampMs, TopicPartition};
 use bytes::Bytes;
@@ -22,10 +23,25 @@ pub(crate) struct ProduceState {
     remaining: usize,
 }
 
+/// What the idempotence rules make of a partition's batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sequenced {
+    /// New: append.
+    Append,
+    /// Stored already at this offset.
+    Duplicate(Offset),
+    /// A retry of a batch still on its way: (in flight?, index in that list, batch index).
+    Pending((bool, usize, usize)),
+    /// Refused with this code.
+    Refused(ErrorCode),
+}
+
 /// Validated batches of one partition.
 pub(super) struct Checked {
     batches: Vec<Bytes>,
     counts: Vec<u64>,
+    /// Per batch: (producer id, epoch, first sequence) when it is idempotent.
+    producers: Vec<Option<(i64, i16, i32)>>,
     bytes: u64,
     max_timestamp: TimestampMs,
 }
@@ -38,6 +54,7 @@ impl Checked {
             bytes: batch.len() as u64,
             batches: vec![batch],
             counts: vec![records],
+            producers: vec![None],
             max_timestamp,
         }
     }
@@ -52,6 +69,7 @@ fn check_batches(
     let mut checked = Checked {
         batches: Vec::new(),
         counts: Vec::new(),
+        producers: Vec::new(),
         bytes: 0,
         max_timestamp: TimestampMs(-1),
     };
@@ -75,6 +93,12 @@ fn check_batches(
         };
         checked.max_timestamp = checked.max_timestamp.max(ts);
         checked.counts.push(h.record_count as u64);
+        let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
+        checked.producers.push(idempotent.then_some((
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+        )));
         checked.bytes += batch.bytes().len() as u64;
         checked.batches.push(batch.bytes().clone());
     }
@@ -140,14 +164,40 @@ impl Gateway {
                 };
                 match (result, &name) {
                     (Ok(checked), Some(name)) => {
-                        let waiter = (acks != 0).then_some(Waiter::Produce(key, (ti, pi)));
                         let tp = TopicPartition {
                             topic: name.clone(),
                             partition: part.index,
                         };
-                        self.queue_append(&tp, waiter, checked, sync);
-                        touched.push(tp);
-                        waiting += usize::from(acks != 0);
+                        match self.sequence_check(&tp, &checked) {
+                            Sequenced::Append => {
+                                let waiter = (acks != 0).then_some(Waiter::Produce(key, (ti, pi)));
+                                self.queue_append(&tp, waiter, checked, sync);
+                                touched.push(tp);
+                                waiting += usize::from(acks != 0);
+                            }
+                            // Stored before (a retry): the original offset, nothing appended.
+                            Sequenced::Duplicate(offset) => {
+                                pr.base_offset = offset.0;
+                                pr.log_start_offset = self
+                                    .partition(&tp)
+                                    .map_or(-1, |p| p.ledger.log_start_offset().0);
+                            }
+                            // A retry of a batch still on its way to storage: answered with it.
+                            Sequenced::Pending(at) => {
+                                if acks != 0
+                                    && let Some(p) = self.partition_mut(&tp)
+                                {
+                                    let q = if at.0 {
+                                        &mut p.in_flight[at.1]
+                                    } else {
+                                        &mut p.queued[at.1]
+                                    };
+                                    q.duplicates.push((key, (ti, pi), at.2));
+                                    waiting += 1;
+                                }
+                            }
+                            Sequenced::Refused(code) => pr.error_code = code.0,
+                        }
                     }
                     (Err(code), _) => pr.error_code = code.0,
                     // `exists` implies a name; kept total for the compiler.
@@ -209,7 +259,82 @@ impl Gateway {
                 max_timestamp: checked.max_timestamp,
                 sync,
                 base_offset: None,
+                producers: checked.producers,
+                duplicates: Vec::new(),
             });
+        }
+    }
+
+    /// Applies the idempotent producer's sequence rules (see [`crate::producer`]) to a partition's
+    /// batches against what is stored and what is on its way to storage.
+    fn sequence_check(&self, tp: &TopicPartition, checked: &Checked) -> Sequenced {
+        let Some(p) = self.partition(tp) else {
+            return Sequenced::Append;
+        };
+        if checked.producers.iter().all(Option::is_none) {
+            return Sequenced::Append;
+        }
+        let mut verdicts = Vec::new();
+        let mut accepted: Vec<(i64, i16, i32, i32)> = Vec::new();
+        for (b, producer) in checked.producers.iter().enumerate() {
+            let Some((pid, epoch, first)) = *producer else {
+                verdicts.push(Sequenced::Append);
+                continue;
+            };
+            let count = checked.counts[b] as i32;
+            let last = crate::producer::last_sequence(first, count);
+            // Batches of this producer already accepted, oldest first: stored-but-unanswered
+            // (in flight), then queued, then earlier batches of this very request.
+            let mut pending: Vec<(i16, i32, i32)> = Vec::new();
+            let mut pending_at = None;
+            for (in_flight, list) in [(true, &p.in_flight), (false, &p.queued)] {
+                for (qi, q) in list.iter().enumerate() {
+                    for (bi, info) in q.producers.iter().enumerate() {
+                        if let Some((qpid, qepoch, qfirst)) = *info
+                            && qpid == pid
+                        {
+                            let qlast = crate::producer::last_sequence(qfirst, q.counts[bi] as i32);
+                            if qepoch == epoch && qfirst == first && qlast == last {
+                                pending_at = Some((in_flight, qi, bi));
+                            }
+                            pending.push((qepoch, qfirst, qlast));
+                        }
+                    }
+                }
+            }
+            pending.extend(
+                accepted
+                    .iter()
+                    .filter(|a| a.0 == pid)
+                    .map(|a| (a.1, a.2, a.3)),
+            );
+            if let Some(at) = pending_at {
+                verdicts.push(Sequenced::Pending(at));
+                continue;
+            }
+            let verdict = match p.producers.check(pid, epoch, first, count, &pending) {
+                SequenceCheck::Accept => {
+                    accepted.push((pid, epoch, first, last));
+                    Sequenced::Append
+                }
+                SequenceCheck::Duplicate(offset) => Sequenced::Duplicate(offset),
+                SequenceCheck::OutOfOrder => {
+                    Sequenced::Refused(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                }
+                SequenceCheck::Fenced => Sequenced::Refused(ErrorCode::INVALID_PRODUCER_EPOCH),
+            };
+            verdicts.push(verdict);
+        }
+        match verdicts.as_slice() {
+            [one] => *one,
+            many if many.iter().all(|v| *v == Sequenced::Append) => Sequenced::Append,
+            // Several batches of one partition in one request, not all new: Kafka producers never
+            // send that; refuse rather than half-append.
+            many => many
+                .iter()
+                .copied()
+                .find(|v| matches!(v, Sequenced::Refused(_)))
+                .unwrap_or(Sequenced::Refused(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)),
         }
     }
 
@@ -275,7 +400,33 @@ impl Gateway {
         } else {
             Vec::new()
         };
+        let log_start = self
+            .partition(&tp)
+            .map_or(Offset(-1), |p| p.ledger.log_start_offset());
         for q in group {
+            // Each batch's base offset, in order.
+            let bases: Vec<Offset> = q
+                .counts
+                .iter()
+                .scan(q.base_offset.unwrap_or_default(), |next, n| {
+                    let base = *next;
+                    *next = next.plus(*n as i64);
+                    Some(base)
+                })
+                .collect();
+            if result.is_ok()
+                && let Some(p) = self.partition_mut(&tp)
+            {
+                for ((info, count), base) in q.producers.iter().zip(&q.counts).zip(&bases) {
+                    if let Some((pid, epoch, first)) = *info {
+                        p.producers.record(pid, epoch, first, *count as i32, *base);
+                    }
+                }
+            }
+            for (key, slot, batch) in &q.duplicates {
+                let base = bases.get(*batch).copied().unwrap_or_default();
+                self.produce_part_done(*key, *slot, result.map(|_| (base, log_start)));
+            }
             match q.waiter {
                 Some(Waiter::Produce(key, slot)) => {
                     let outcome =

@@ -226,6 +226,40 @@ impl Sim {
         self.send(9, RequestBody::Produce(body))
     }
 
+    /// Produces one idempotent batch of `n` records from producer 42.
+    fn produce_idempotent(&mut self, epoch: i16, first_seq: i32, n: usize) {
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                value: Some(Bytes::from(format!("s{}", first_seq as usize + i))),
+                ..Default::default()
+            })
+            .collect();
+        let header = BatchHeader {
+            base_timestamp: 1,
+            max_timestamp: 1,
+            producer_id: 42,
+            producer_epoch: epoch,
+            base_sequence: first_seq,
+            ..Default::default()
+        };
+        let batch = encode_batch(&header, Compression::None, &records).unwrap();
+        let body = ProduceRequest {
+            acks: -1,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                name: "t".into(),
+                partition_data: vec![PartitionProduceData {
+                    index: 0,
+                    records: Some(batch),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.send(9, RequestBody::Produce(body));
+    }
+
     fn produce_result(&mut self) -> (i16, i64) {
         let ResponseBody::Produce(r) = self.take(ApiKey::Produce, 9).body else {
             panic!()
@@ -929,6 +963,7 @@ mod groups {
                     bytes: 0,
                 }],
                 topic_config: Vec::new(),
+                producers: Default::default(),
             })
             .collect();
         sim.hold = true;
@@ -1007,4 +1042,44 @@ mod groups {
         let _ = join_new(&mut sim, C2, None);
         assert_eq!(delete(&mut sim), ErrorCode::NON_EMPTY_GROUP.0);
     }
+}
+
+#[test]
+fn idempotent_retries_are_stored_once() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.produce_idempotent(0, 0, 3);
+    assert_eq!(sim.produce_result(), (0, 0));
+    sim.produce_idempotent(0, 0, 3);
+    assert_eq!(
+        sim.produce_result(),
+        (0, 0),
+        "a retry gets the original offset"
+    );
+    sim.produce_idempotent(0, 3, 2);
+    assert_eq!(sim.produce_result(), (0, 3));
+    // A retry while the original is still on its way to storage.
+    sim.hold = true;
+    sim.produce_idempotent(0, 5, 1);
+    sim.produce_idempotent(0, 5, 1);
+    sim.release();
+    assert_eq!(sim.produce_result(), (0, 5));
+    assert_eq!(sim.produce_result(), (0, 5));
+    sim.produce_idempotent(0, 9, 1);
+    assert_eq!(
+        sim.produce_result().0,
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.0
+    );
+    sim.produce_idempotent(1, 0, 1);
+    assert_eq!(
+        sim.produce_result(),
+        (0, 6),
+        "a bumped epoch starts again at sequence 0"
+    );
+    sim.produce_idempotent(0, 6, 1);
+    assert_eq!(sim.produce_result().0, ErrorCode::INVALID_PRODUCER_EPOCH.0);
+    sim.fetch("t", 0, 0, 0);
+    let (_, hw, values) = sim.fetch_result();
+    assert_eq!(hw, 7);
+    assert_eq!(values, vec!["s0", "s1", "s2", "s3", "s4", "s5", "s0"]);
 }

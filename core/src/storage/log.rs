@@ -41,6 +41,8 @@ pub struct ScannedBatch {
     pub len: u64,
     /// Largest record timestamp.
     pub max_timestamp: TimestampMs,
+    /// (producer id, epoch, first sequence), for the idempotent producer state.
+    pub producer: (i64, i16, i32),
 }
 
 /// What a scan of one segment found.
@@ -102,6 +104,12 @@ pub fn scan_segment(segment: &Bytes, expected_base: Option<Offset>) -> SegmentSc
             ));
             break;
         }
+        let h = &segment[at..];
+        let producer = (
+            i64::from_be_bytes(h[43..51].try_into().unwrap_or([0xff; 8])),
+            i16::from_be_bytes(h[51..53].try_into().unwrap_or([0xff; 2])),
+            i32::from_be_bytes(h[53..57].try_into().unwrap_or([0xff; 4])),
+        );
         batches.push(ScannedBatch {
             base_offset: base,
             last_offset: last,
@@ -109,6 +117,7 @@ pub fn scan_segment(segment: &Bytes, expected_base: Option<Offset>) -> SegmentSc
             byte: at as u64,
             len: len as u64,
             max_timestamp,
+            producer,
         });
         next = Some(last.plus(1));
         at += len;
@@ -142,6 +151,11 @@ pub fn index_segment(segment: Offset, scan: &SegmentScan) -> Vec<IndexEntry> {
 
 const INDEX_MAGIC: &[u8; 8] = b"KLPIDX1\n";
 const INDEX_ENTRY_LEN: usize = 32;
+
+/// File name of the producer-state snapshot taken when the segment starting at `base` was closed.
+pub fn producer_snapshot_file_name(base: Offset) -> String {
+    format!("{:020}.producers", base.0)
+}
 
 /// File name of the sparse index of the segment starting at `base`.
 pub fn index_file_name(base: Offset) -> String {

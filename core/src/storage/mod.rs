@@ -179,4 +179,6 @@ pub struct RecoveredPartition {
     pub index: Vec<crate::ledger::IndexEntry>,
     /// The topic's stored configuration (kept with partition 0; empty elsewhere).
     pub topic_config: Vec<(String, String)>,
+    /// Idempotent producers' last batches, rebuilt from the log.
+    pub producers: crate::producer::ProducerHistory,
 }
