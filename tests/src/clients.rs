@@ -149,6 +149,31 @@ impl Tool {
     }
 }
 
+/// `java ... tests/clients/java/<file>` with kafka-clients on the class path (source-file mode).
+fn java(file: &str) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args([
+        "-Xms64m",
+        "-Xmx1g",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+    ])
+    .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+    .arg("-cp")
+    .arg(cache_dir().join("java/libs/*"))
+    .arg(clients_dir().join("java").join(file));
+    cmd
+}
+
+/// The Java admin session (`clients/java/KelpAdmin.java`, needs `Tool::Client(Client::Java)`): one
+/// command per line, one JSON line back (see the file for the commands).
+pub fn java_admin(bootstrap: &str) -> crate::session::Session {
+    crate::session::Session::start(
+        java("KelpAdmin.java").args(["--bootstrap", bootstrap]),
+        LIMIT,
+    )
+}
+
 impl Client {
     pub const ALL: [Client; 5] = [
         Client::Java,
@@ -196,20 +221,7 @@ impl Client {
     pub fn command(self, bootstrap: &str, topic: &str, args: &[&str]) -> Command {
         let c = cache_dir();
         let mut cmd = match self {
-            Client::Java => {
-                let mut cmd = Command::new("java");
-                cmd.args([
-                    "-Xms64m",
-                    "-Xmx1g",
-                    "-XX:+UseSerialGC",
-                    "-XX:TieredStopAtLevel=1",
-                ])
-                .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-                .arg("-cp")
-                .arg(c.join("java/libs/*"))
-                .arg(clients_dir().join("java/KelpClient.java"));
-                cmd
-            }
+            Client::Java => java("KelpClient.java"),
             Client::Librdkafka | Client::KafkaPython => {
                 let mut cmd = Command::new(c.join("venv/bin/python"));
                 cmd.arg("-u")
@@ -277,9 +289,13 @@ pub mod kcat {
     }
 
     /// Reads every partition from the beginning to the end (`-e`), keys and values as raw bytes.
+    /// The fetch limit per partition is 4 MiB (librdkafka's default is 1 MiB, less than the batch
+    /// of the record set's 1 MiB value).
     pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Record> {
         let out = run_ok(
             command(bootstrap).args([
+                "-X",
+                "fetch.message.max.bytes=4194304",
                 "-C",
                 "-t",
                 topic,

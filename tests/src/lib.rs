@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod json;
 pub mod proc;
 pub mod records;
+pub mod session;
 pub mod wire;
 
 use std::io::Write;

@@ -68,9 +68,12 @@ pub struct Caps {
 
 pub const ALL_CODECS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
 pub const PARTITIONS: i32 = 3;
-/// The large value: 1 MiB less 1 KiB, so that its batch fits Kafka's default `message.max.bytes`
-/// (1048588) which a gateway may copy; incompressible and sent uncompressed.
-pub const LARGE_VALUE: usize = 1024 * 1024 - 1024;
+/// The large value: exactly 1 MiB, incompressible and sent uncompressed. Its batch is larger than
+/// Kafka's default `max.message.bytes` (1048588), so every client's `create` makes its topic with
+/// [`TOPIC_MAX_MESSAGE_BYTES`], and the clients raise their own request and fetch limits.
+pub const LARGE_VALUE: usize = 1024 * 1024;
+/// The topic config `max.message.bytes` every client's `create` sets (2 MiB).
+pub const TOPIC_MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// A record of the set, with the codec of the producer that sends it (offset still unknown: -1).
 #[derive(Clone, Debug)]

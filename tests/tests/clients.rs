@@ -1,5 +1,5 @@
 //! Per client: create a 3-partition topic, produce the record set (every codec, headers, null and
-//! empty keys and values, binary bytes, a ~1 MiB value; `records::plan`), check the acks (dense
+//! empty keys and values, binary bytes, a 1 MiB value; `records::plan`), check the acks (dense
 //! offsets from 0), read it back with kcat and compare byte for byte, check watermarks and time
 //! lookups with kcat and with the client, and finally read it back with the client itself.
 

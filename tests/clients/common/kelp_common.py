@@ -5,6 +5,10 @@ import base64
 import json
 import sys
 
+# topic config of `create`: the record set has a 1 MiB value, more than Kafka's default
+# max.message.bytes (1048588); the clients' own limits are 4 MiB
+TOPIC_CONFIG = {"max.message.bytes": "2097152"}
+
 
 def parse_args():
     ap = argparse.ArgumentParser()

@@ -109,7 +109,9 @@ func create(ctx context.Context) {
 	c := client("kelp-e2e-franz-admin")
 	defer c.Close()
 	adm := kadm.NewClient(c)
-	r, err := adm.CreateTopic(ctx, int32(*partitions), 1, nil, *topic)
+	// the record set has a 1 MiB value, more than Kafka's default max.message.bytes (1048588)
+	cfg := map[string]*string{"max.message.bytes": kadm.StringPtr("2097152")}
+	r, err := adm.CreateTopic(ctx, int32(*partitions), 1, cfg, *topic)
 	must(err)
 	must(r.Err)
 	md, err := adm.Metadata(ctx, *topic)
@@ -202,7 +204,7 @@ func consume(ctx context.Context) {
 		start[p] = kgo.NewOffset().AtStart()
 	}
 	c := client("kelp-e2e-franz-consumer", kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{*topic: start}),
-		kgo.FetchMaxPartitionBytes(4<<20))
+		kgo.FetchMaxPartitionBytes(4<<20), kgo.FetchMaxBytes(16<<20))
 	defer c.Close()
 	behind := func() bool {
 		for _, p := range ids {

@@ -3,7 +3,8 @@
 //   java -cp "$KELP_CACHE/java/libs/*" KelpClient.java --bootstrap HOST:PORT --topic T COMMAND [options]
 //
 // Commands (the contract shared by every program under tests/clients/, see tests/README.md):
-//   create  [--partitions N]   Admin.createTopics, N partitions (default 3), replication factor 1
+//   create  [--partitions N]   Admin.createTopics, N partitions (default 3), replication factor 1,
+//                              topic config max.message.bytes=2097152 (the record set has a 1 MiB value)
 //   produce --input FILE       send the records of FILE (TSV, below); one producer per run of lines
 //                              with the same codec, flushed at its end (= one batch per partition);
 //                              prints one JSON line per acked record
@@ -33,6 +34,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public class KelpClient {
+    /** Topic config max.message.bytes of `create`; client limits are above it (4 MiB). */
+    static final String MAX_MESSAGE_BYTES = "2097152";
     static final Base64.Encoder B64 = Base64.getEncoder();
     static final Base64.Decoder UNB64 = Base64.getDecoder();
 
@@ -91,7 +94,8 @@ public class KelpClient {
 
     static void create(String bootstrap, String topic, int partitions) throws Exception {
         try (Admin admin = Admin.create(props(bootstrap, "kelp-e2e-java-admin"))) {
-            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            NewTopic t = new NewTopic(topic, partitions, (short) 1).configs(Map.of("max.message.bytes", MAX_MESSAGE_BYTES));
+            admin.createTopics(List.of(t)).all().get(30, TimeUnit.SECONDS);
             int n = admin.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
                     .get(topic).partitions().size();
             System.out.println("{\"created\":" + jsonString(topic) + ",\"partitions\":" + n + "}");
@@ -145,6 +149,7 @@ public class KelpClient {
         Properties cp = props(bootstrap, "kelp-e2e-java-consumer");
         cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         cp.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, "4194304");
+        cp.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, "16777216");
         try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(cp, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
             List<TopicPartition> tps = new ArrayList<>();
             for (var pi : c.partitionsFor(topic, Duration.ofSeconds(30))) tps.add(new TopicPartition(topic, pi.partition()));

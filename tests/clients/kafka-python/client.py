@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from kelp_common import emit, parse_args, read_groups, record_json  # noqa: E402
+from kelp_common import TOPIC_CONFIG, emit, parse_args, read_groups, record_json  # noqa: E402
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
@@ -24,7 +24,8 @@ BOOT, TOPIC = args.bootstrap, args.topic
 
 def create():
     admin = KafkaAdminClient(bootstrap_servers=BOOT, client_id="kelp-e2e-kpy-admin")
-    admin.create_topics([NewTopic(TOPIC, args.partitions, 1)], timeout_ms=30000)
+    admin.create_topics([NewTopic(TOPIC, args.partitions, 1, topic_configs=TOPIC_CONFIG)],
+                        timeout_ms=30000)
     n = len(admin.describe_topics([TOPIC])[0]["partitions"])
     admin.close()
     emit({"created": TOPIC, "partitions": n})

@@ -3,7 +3,8 @@
 # (the same main classes as bin/kafka-*.sh of the Kafka distribution).
 #
 #   tests/clients/kafka/kafka.sh topics --bootstrap-server 127.0.0.1:9092 --list
-#   tests/clients/kafka/kafka.sh console-producer | console-consumer | consumer-groups | get-offsets ...
+#   tests/clients/kafka/kafka.sh console-producer | console-consumer | consumer-groups | get-offsets |
+#                                configs | delete-records ...
 set -euo pipefail
 LIBS="${KELP_CACHE:-$HOME/.cache/kelp-tests}/kafka/libs"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -14,7 +15,9 @@ case "$tool" in
   console-consumer) main=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
   consumer-groups) main=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
   get-offsets) main=org.apache.kafka.tools.GetOffsetShell ;;
-  *) echo "usage: $0 topics|console-producer|console-consumer|consumer-groups|get-offsets ARGS..." >&2; exit 2 ;;
+  configs) main=org.apache.kafka.tools.ConfigCommand ;;
+  delete-records) main=org.apache.kafka.tools.DeleteRecordsCommand ;;
+  *) echo "usage: $0 topics|console-producer|console-consumer|consumer-groups|get-offsets|configs|delete-records ARGS..." >&2; exit 2 ;;
 esac
 if [ ! -d "$LIBS" ]; then echo "$LIBS missing: run tests/install.sh kafka" >&2; exit 3; fi
 exec java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \

@@ -71,7 +71,14 @@ async function partitionIds (admin) {
 async function create (kafka) {
   const admin = kafka.admin()
   await admin.connect()
-  await admin.createTopics({ waitForLeaders: true, topics: [{ topic: TOPIC, numPartitions: Number(args.partitions), replicationFactor: 1 }] })
+  await admin.createTopics({ waitForLeaders: true, topics: [{
+      topic: TOPIC,
+      numPartitions: Number(args.partitions),
+      replicationFactor: 1,
+      // the record set has a 1 MiB value, more than Kafka's default max.message.bytes (1048588)
+      configEntries: [{ name: 'max.message.bytes', value: '2097152' }]
+    }]
+  })
   emit({ created: TOPIC, partitions: (await partitionIds(admin)).length })
   await admin.disconnect()
 }

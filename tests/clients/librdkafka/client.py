@@ -12,9 +12,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from kelp_common import emit, parse_args, read_groups, record_json  # noqa: E402
+from kelp_common import TOPIC_CONFIG, emit, parse_args, read_groups, record_json  # noqa: E402
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,  # noqa: E402
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # noqa: E402
 
 args = parse_args()
@@ -27,16 +28,21 @@ def wait(futs):
 
 
 def partitions(client):
-    md = client.list_topics(TOPIC, timeout=30)
-    t = md.topics[TOPIC]
-    if t.error is not None:
-        raise KafkaException(t.error)
-    return sorted(t.partitions)
+    # a broker learns of a topic a moment after CreateTopics answers (Kafka: metadata propagation)
+    deadline = time.time() + 30
+    while True:
+        t = client.list_topics(TOPIC, timeout=30).topics[TOPIC]
+        if t.error is None:
+            return sorted(t.partitions)
+        if t.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.time() > deadline:
+            raise KafkaException(t.error)
+        time.sleep(0.2)
 
 
 def create():
     admin = AdminClient(dict(BASE, **{"client.id": "kelp-e2e-rdkafka-admin"}))
-    wait(admin.create_topics([NewTopic(TOPIC, args.partitions, 1)], operation_timeout=30))
+    wait(admin.create_topics([NewTopic(TOPIC, args.partitions, 1, config=TOPIC_CONFIG)],
+                            operation_timeout=30))
     emit({"created": TOPIC, "partitions": len(partitions(admin))})
 
 
@@ -66,7 +72,7 @@ def consume():
     # confluent-kafka insists on a group.id; assign() with explicit offsets and no commits never
     # joins the group
     c = Consumer(dict(BASE, **{"client.id": "kelp-e2e-rdkafka-consumer", "group.id": "kelp-e2e-unused",
-                               "enable.auto.commit": False,
+                               "enable.auto.commit": False, "fetch.message.max.bytes": 4194304,
                                "enable.partition.eof": True}))
     parts = partitions(c)
     end = {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=30)[1] for p in parts}
