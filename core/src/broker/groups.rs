@@ -594,16 +594,23 @@ impl Gateway {
 
     /// The next time group work is due.
     pub(super) fn groups_deadline(&self) -> Option<crate::types::Millis> {
+        let now = self.now.mono;
         self.groups
             .values()
             .flat_map(|g| {
-                let rebalance = (g.state == GroupState::PreparingRebalance).then_some(
-                    g.rebalance_deadline
-                        .min(g.initial_delay_until.max(self.now.mono)),
-                );
+                // Only deadlines `tick_groups` acts on: a time that passed without anything to do
+                // would make the driver spin.
+                let rebalance = (g.state == GroupState::PreparingRebalance).then(|| {
+                    if g.initial_delay_until > now {
+                        g.rebalance_deadline.min(g.initial_delay_until)
+                    } else {
+                        g.rebalance_deadline
+                    }
+                });
                 let sessions = g
                     .members
                     .values()
+                    .filter(|m| m.join.is_none() && m.sync.is_none())
                     .map(|m| m.last_seen.plus(m.session_timeout_ms + 1));
                 rebalance
                     .into_iter()

@@ -1083,3 +1083,76 @@ fn idempotent_retries_are_stored_once() {
     assert_eq!(hw, 7);
     assert_eq!(values, vec!["s0", "s1", "s2", "s3", "s4", "s5", "s0"]);
 }
+
+#[test]
+fn poll_timeout_never_points_into_the_past() {
+    // A driver sleeps until poll_timeout and feeds Tick; a deadline already passed with nothing to
+    // do would make it spin. Drive a rebalance that waits for a slow member and check at each step.
+    let mut sim = Sim::new();
+    let c2 = ConnectionId(2);
+    sim.input(Input::Connected(c2));
+    let join = |sim: &mut Sim, conn: ConnectionId, member: &str| {
+        let body = crate::api::join_group::JoinGroupRequest {
+            group_id: "g".into(),
+            session_timeout_ms: 6_000,
+            rebalance_timeout_ms: 60_000,
+            member_id: member.into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![crate::api::join_group::request::JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: Bytes::new(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        sim.next_corr += 1;
+        let request = Request {
+            header: RequestHeader {
+                api_key: 11,
+                api_version: 3,
+                correlation_id: sim.next_corr,
+                client_id: None,
+                unknown_tagged_fields: Vec::new(),
+            },
+            body: RequestBody::JoinGroup(body),
+        };
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, |b| request.encode(b)).unwrap();
+        sim.input(Input::Received(conn, buf.freeze()));
+    };
+    // v3: no MEMBER_ID_REQUIRED round trip. Two members form generation 1 after the delay.
+    join(&mut sim, C, "");
+    join(&mut sim, c2, "");
+    sim.advance(3_000);
+    assert_eq!(sim.received.get(&C).map_or(0, Vec::len), 1);
+    let frame = sim.received.get_mut(&C).unwrap().remove(0);
+    let ResponseBody::JoinGroup(r) = Response::decode(&frame.slice(4..), ApiKey::JoinGroup, 3)
+        .unwrap()
+        .body
+    else {
+        panic!()
+    };
+    let (member, generation) = (r.member_id.to_string(), r.generation_id);
+    // A third member arrives: a rebalance starts and waits for the others to rejoin. The first
+    // keeps heart-beating without rejoining (a slow consumer) for longer than the newcomer's
+    // session timeout, while the newcomer's JoinGroup is parked.
+    let c3 = ConnectionId(3);
+    sim.input(Input::Connected(c3));
+    join(&mut sim, c3, "");
+    for _ in 0..40 {
+        let deadline = sim.gw.poll_timeout().unwrap();
+        assert!(
+            deadline > sim.now.mono,
+            "deadline {deadline:?} at {:?}",
+            sim.now.mono
+        );
+        sim.advance((deadline.0 - sim.now.mono.0).min(1_000));
+        let hb = crate::api::heartbeat::HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.as_str().into(),
+            ..Default::default()
+        };
+        sim.send(0, RequestBody::Heartbeat(hb));
+    }
+}
