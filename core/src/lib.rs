@@ -1,48 +1,58 @@
-//! Kelp's sans-IO core.
+//! Kelp's sans-IO core: everything a Kafka-compatible broker decides, none of what it does.
 //!
-//! So far: the Kafka wire codec ([`codec`]) and the message types of every API Kelp speaks ([`api`]).
-//! Bytes come in as `Bytes`, values and encoded bytes come out; nothing here touches a socket, a file,
-//! a clock or a thread, so any event loop can drive it.
+//! - [`codec`] and [`api`]: the Kafka wire protocol (frames, headers, every message of the 30 APIs
+//!   Kelp speaks, record batches and compression);
+//! - [`broker`]: the [`broker::Gateway`] state machine (connections, produce, fetch, offsets, topics,
+//!   configs, consumer groups);
+//! - [`ledger`], [`producer`], [`group`]: the state it keeps per partition and per group;
+//! - [`storage`]: the commands it gives to whoever owns the disk, and the embedded log's format.
 //!
-//! Reading requests off a connection and answering them:
+//! Nothing here touches a socket, a file, a clock or a thread. A driver feeds bytes, connection
+//! events, storage completions and the time in, and carries bytes and storage commands out, in the
+//! style of str0m and quinn-proto. Here is a whole driver, with an in-memory storage and a pretend
+//! client:
 //!
 //! ```
-//! use bytes::BytesMut;
-//! use kelp_core::api::{ApiKey, RequestBody, ResponseBody, api_versions};
-//! use kelp_core::codec::header::{Request, Response, ResponseHeader};
-//! use kelp_core::codec::{CodecError, FrameDecoder};
+//! use bytes::Bytes;
+//! use kelp_core::api::{ApiKey, ResponseBody};
+//! use kelp_core::broker::{Config, Gateway, Input, Now, Output};
+//! use kelp_core::codec::header::Response;
+//! use kelp_core::storage::memory::MemoryStorage;
+//! use kelp_core::types::{ConnectionId, Millis, TimestampMs};
+//! use std::collections::VecDeque;
 //!
-//! // Bytes as received from a socket: one size-prefixed ApiVersions v3 request.
-//! let mut inbound = BytesMut::from(
-//!     &b"\0\0\0\x18\0\x12\0\x03\0\0\0\x01\0\x03cli\0\x05kcat\x041.7\0"[..],
-//! );
-//! let frames = FrameDecoder::new(1 << 20);
-//! let frame = frames.decode(&mut inbound)?.ok_or(CodecError::Truncated)?;
-//! let request = Request::decode(&frame)?;
-//! assert!(matches!(&request.body, RequestBody::ApiVersions(b) if b.client_software_name.as_str() == "kcat"));
+//! let now = Now { mono: Millis(0), wall: TimestampMs(1_700_000_000_000) };
+//! let mut gateway = Gateway::new(Config::default(), Vec::new(), now);
+//! let mut storage = MemoryStorage::new();
+//! let conn = ConnectionId(1);
+//! let mut to_client = Vec::new();
 //!
-//! // The answer lists every API from the one table the codec is generated from.
-//! let answer = api_versions::ApiVersionsResponse {
-//!     api_keys: ApiKey::ALL
-//!         .iter()
-//!         .map(|api| api_versions::response::ApiVersion {
-//!             api_key: api.code(),
-//!             min_version: api.advertised().min,
-//!             max_version: api.advertised().max,
-//!             ..Default::default()
-//!         })
-//!         .collect(),
-//!     ..Default::default()
-//! };
-//! let response = Response {
-//!     header: ResponseHeader { correlation_id: request.header.correlation_id, ..Default::default() },
-//!     body: ResponseBody::ApiVersions(answer),
-//! };
-//! let mut outbound = BytesMut::new();
-//! kelp_core::codec::encode_frame(&mut outbound, |buf| response.encode(buf, request.header.api_version))?;
-//! assert!(outbound.len() > 4 + 30 * 6);
-//! # Ok::<(), kelp_core::codec::CodecError>(())
+//! // A client connects and sends one size-prefixed ApiVersions v3 request.
+//! let request = Bytes::from_static(b"\0\0\0\x18\0\x12\0\x03\0\0\0\x01\0\x03cli\0\x05kcat\x041.7\0");
+//! let mut inputs = VecDeque::from([Input::Connected(conn), Input::Received(conn, request)]);
+//! while let Some(input) = inputs.pop_front() {
+//!     gateway.handle_input(input, now)?;
+//!     // Drain every output; storage completions become further inputs.
+//!     while let Some(output) = gateway.poll_output() {
+//!         match output {
+//!             Output::Transmit(_, bytes) => to_client.push(bytes),
+//!             Output::Close(_) => {}
+//!             Output::Storage(cmd) => inputs.push_back(Input::Storage(cmd.token(), storage.perform(&cmd))),
+//!         }
+//!     }
+//!     // A real driver now sleeps until `gateway.poll_timeout()` and then feeds `Input::Tick`.
+//! }
+//! let response = Response::decode(&to_client[0].slice(4..), ApiKey::ApiVersions, 3)?;
+//! let ResponseBody::ApiVersions(versions) = response.body else { return Err("not ApiVersions".into()) };
+//! assert!(versions.api_keys.iter().any(|k| k.api_key == ApiKey::Produce.code()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Order rules for drivers: feed inputs of one connection in the order the bytes arrived; write a
+//! connection's `Transmit`s in the order they come out; perform the storage commands that change a
+//! partition's log in the order they come out (see [`storage`]); after every input, drain
+//! [`broker::Gateway::poll_output`] until it returns `None`, then sleep no later than
+//! [`broker::Gateway::poll_timeout`] and feed [`broker::Input::Tick`].
 
 pub mod api;
 pub mod broker;
