@@ -88,6 +88,8 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     /// The client's metadata string.
     pub metadata: Option<KStr>,
+    /// When it was committed (wall clock), for offset retention.
+    pub commit_timestamp: crate::types::TimestampMs,
 }
 
 /// A classic consumer group.

@@ -6,8 +6,11 @@
 //! done, as Kafka does while it loads `__consumer_offsets`.
 //!
 //! Record format: key = group `\0` topic `\0` partition (decimal); value = committed offset (i64),
-//! leader epoch (i32), then the metadata string (absent for null, marked by a leading 0/1 byte);
-//! a null value deletes the entry.
+//! leader epoch (i32), commit time (i64 ms), then the metadata string (absent for null, marked by a
+//! leading 0/1 byte); a null value deletes the entry.
+//!
+//! Offsets of a group with no members expire `offsets_retention_ms` after their commit, as Kafka's
+//! `offsets.retention.minutes` (7 days by default); expiry writes tombstones like OffsetDelete.
 
 use super::partition::Waiter;
 use super::{Gateway, Pending, PendingState, RequestKey, TokenUse};
@@ -61,9 +64,10 @@ fn encode_key(group: &KStr, topic: &KStr, partition: i32) -> Bytes {
 }
 
 fn encode_value(c: &CommittedOffset) -> Bytes {
-    let mut v = BytesMut::with_capacity(13 + c.metadata.as_ref().map_or(0, KStr::len));
+    let mut v = BytesMut::with_capacity(21 + c.metadata.as_ref().map_or(0, KStr::len));
     v.put_i64(c.offset);
     v.put_i32(c.leader_epoch);
+    v.put_i64(c.commit_timestamp.0);
     match &c.metadata {
         None => v.put_u8(0),
         Some(m) => {
@@ -84,12 +88,15 @@ fn decode_record(
     let (group, topic, partition) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
     let committed = match value {
         None => None,
-        Some(v) if v.len() >= 13 => Some(CommittedOffset {
+        Some(v) if v.len() >= 21 => Some(CommittedOffset {
             offset: i64::from_be_bytes(v[..8].try_into().ok()?),
             leader_epoch: i32::from_be_bytes(v[8..12].try_into().ok()?),
-            metadata: match v[12] {
+            commit_timestamp: crate::types::TimestampMs(i64::from_be_bytes(
+                v[12..20].try_into().ok()?,
+            )),
+            metadata: match v[20] {
                 0 => None,
-                _ => Some(KStr::from(std::str::from_utf8(&v[13..]).ok()?)),
+                _ => Some(KStr::from(std::str::from_utf8(&v[21..]).ok()?)),
             },
         }),
         Some(_) => return None,
@@ -218,6 +225,7 @@ impl Gateway {
                             offset: part.committed_offset,
                             leader_epoch: part.committed_leader_epoch,
                             metadata: part.committed_metadata.clone(),
+                            commit_timestamp: self.now.wall,
                         };
                         records.push(NewRecord {
                             key: Some(encode_key(&request.group_id, n, part.partition_index)),
@@ -592,6 +600,65 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Expires offsets of member-less groups past `offsets_retention_ms` (run from the tick):
+    /// tombstones go to the offsets log; nobody waits for them.
+    pub(super) fn expire_offsets(&mut self) {
+        if self.offsets_loading {
+            return;
+        }
+        let horizon = self
+            .now
+            .wall
+            .0
+            .saturating_sub(self.config.offsets_retention_ms as i64);
+        let mut records = Vec::new();
+        for (group_id, g) in self.groups.iter_mut() {
+            if g.state != GroupState::Empty {
+                continue;
+            }
+            let expired: Vec<(KStr, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, c)| c.commit_timestamp.0 < horizon)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (topic, partition) in expired {
+                g.offsets.remove(&(topic.clone(), partition));
+                records.push(NewRecord {
+                    key: Some(encode_key(group_id, &topic, partition)),
+                    value: None,
+                    ..Default::default()
+                });
+            }
+        }
+        self.groups
+            .retain(|_, g| g.state != GroupState::Empty || !g.offsets.is_empty());
+        if records.is_empty() {
+            return;
+        }
+        let now = self.now.wall.0;
+        let header = BatchHeader {
+            base_timestamp: now,
+            max_timestamp: now,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            ..Default::default()
+        };
+        if let Ok(batch) = encode_batch(&header, Compression::None, &records) {
+            let tp = offsets_partition();
+            let checked = super::produce::Checked::single(
+                batch,
+                records.len() as u64,
+                crate::types::TimestampMs(now),
+            );
+            self.queue_append(&tp, None, checked, false);
+            self.pump(&tp);
+        }
+    }
+}
+
 /// Sets `code` on every part of a group write's answer that had succeeded.
 fn fail_write(mut response: ResponseBody, code: ErrorCode) -> ResponseBody {
     let set = |e: &mut i16| {
@@ -619,6 +686,7 @@ mod tests {
     #[test]
     fn offsets_records_round_trip() {
         let c = CommittedOffset {
+            commit_timestamp: crate::types::TimestampMs(9),
             offset: 42,
             leader_epoch: 3,
             metadata: Some("m".into()),
@@ -630,6 +698,7 @@ mod tests {
             Some(("g".into(), ("t".into(), 7), Some(c)))
         );
         let null_meta = CommittedOffset {
+            commit_timestamp: crate::types::TimestampMs(9),
             offset: 1,
             leader_epoch: -1,
             metadata: None,

@@ -77,6 +77,9 @@ pub struct Config {
     /// How long a new group's first rebalance waits for more members
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
+    /// How long committed offsets of a group without members are kept
+    /// (Kafka's `offsets.retention.minutes`, 7 days).
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             max_decompressed_batch_bytes: crate::codec::record_batch::DEFAULT_MAX_DECOMPRESSED,
             retention_check_interval_ms: 30_000,
             group_initial_rebalance_delay_ms: 3_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
@@ -638,6 +642,7 @@ impl Gateway {
         if now >= self.next_retention {
             self.next_retention = now.plus(self.config.retention_check_interval_ms.max(1));
             self.enforce_retention();
+            self.expire_offsets();
         }
         self.tick_groups();
         let due: Vec<RequestKey> = self

@@ -998,6 +998,26 @@ mod groups {
     }
 
     #[test]
+    fn offsets_of_empty_groups_expire_after_the_retention() {
+        let mut sim = Sim::with_config(Config {
+            offsets_retention_ms: 60_000,
+            ..Config::default()
+        });
+        sim.create_topic("t", 1);
+        assert_eq!(commit(&mut sim, -1, "", 5), 0);
+        sim.now.wall = TimestampMs(sim.now.wall.0 + 59_000);
+        sim.advance(30_000);
+        assert_eq!(
+            fetch_committed(&mut sim),
+            (0, 5),
+            "kept within the retention"
+        );
+        sim.now.wall = TimestampMs(sim.now.wall.0 + 2_000);
+        sim.advance(30_000);
+        assert_eq!(fetch_committed(&mut sim), (0, -1), "expired");
+    }
+
+    #[test]
     fn offsets_and_empty_groups_can_be_deleted() {
         use crate::api::delete_groups::DeleteGroupsRequest;
         use crate::api::offset_delete::OffsetDeleteRequest;
