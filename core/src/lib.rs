@@ -57,6 +57,7 @@
 pub mod api;
 pub mod broker;
 pub mod codec;
+pub mod consumer_group;
 pub mod error_code;
 pub mod group;
 pub mod ledger;

@@ -27,7 +27,7 @@ use crate::storage::{StorageCommand, StorageCompletion};
 use crate::types::TopicPartition;
 
 /// The APIs the gateway answers today; ApiVersions advertises exactly these.
-pub(crate) const SERVED: [ApiKey; 26] = [
+pub(crate) const SERVED: [ApiKey; 28] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -54,6 +54,8 @@ pub(crate) const SERVED: [ApiKey; 26] = [
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// The ApiVersions answer: every served API with its advertised versions.

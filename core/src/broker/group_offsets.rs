@@ -186,6 +186,10 @@ impl Gateway {
             Some(ErrorCode::INVALID_GROUP_ID)
         } else if generation < 0 {
             None
+        } else if let Some(check) =
+            self.consumer_member_check(&request.group_id, &request.member_id, generation)
+        {
+            check.err()
         } else {
             match self.groups.get(&request.group_id) {
                 None => Some(ErrorCode::ILLEGAL_GENERATION),

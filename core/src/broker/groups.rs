@@ -700,6 +700,27 @@ impl Gateway {
                     group_type: KStr::from_static("classic"),
                     ..Default::default()
                 })
+                .chain(
+                    self.consumer_groups
+                        .iter()
+                        .filter(|(_, g)| wanted(super::consumer_groups::consumer_group_state(g)))
+                        .filter(|_| {
+                            request.types_filter.is_empty()
+                                || request
+                                    .types_filter
+                                    .iter()
+                                    .any(|t| t.as_str().eq_ignore_ascii_case("consumer"))
+                        })
+                        .map(|(id, g)| ListedGroup {
+                            group_id: id.clone(),
+                            protocol_type: KStr::from_static("consumer"),
+                            group_state: KStr::from_static(
+                                super::consumer_groups::consumer_group_state(g),
+                            ),
+                            group_type: KStr::from_static("consumer"),
+                            ..Default::default()
+                        }),
+                )
                 .collect(),
             ..Default::default()
         }

@@ -26,6 +26,7 @@
 mod admin;
 mod configs;
 mod connection;
+mod consumer_groups;
 mod fetch;
 mod group_offsets;
 mod groups;
@@ -80,6 +81,10 @@ pub struct Config {
     /// How long committed offsets of a group without members are kept
     /// (Kafka's `offsets.retention.minutes`, 7 days).
     pub offsets_retention_ms: u64,
+    /// KIP-848 heartbeat interval told to members (Kafka's default is 5 s; shorter settles faster).
+    pub consumer_heartbeat_interval_ms: u64,
+    /// KIP-848 member session timeout (Kafka's `group.consumer.session.timeout.ms`).
+    pub consumer_session_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -98,6 +103,8 @@ impl Default for Config {
             retention_check_interval_ms: 30_000,
             group_initial_rebalance_delay_ms: 3_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            consumer_heartbeat_interval_ms: 2_000,
+            consumer_session_timeout_ms: 45_000,
         }
     }
 }
@@ -250,6 +257,8 @@ pub struct Gateway {
     offsets_loading: bool,
     /// Numbers fresh member ids.
     next_member: u64,
+    /// KIP-848 consumer groups (their offsets live with `groups`).
+    consumer_groups: BTreeMap<KStr, crate::consumer_group::ConsumerGroup>,
 }
 
 impl Gateway {
@@ -284,6 +293,7 @@ impl Gateway {
             groups: BTreeMap::new(),
             offsets_loading: false,
             next_member: 0,
+            consumer_groups: BTreeMap::new(),
         };
         // Committed offsets come back from the offsets log before groups are served.
         gateway.load_offsets();
@@ -320,6 +330,7 @@ impl Gateway {
         fetches
             .chain(std::iter::once(self.next_retention))
             .chain(self.groups_deadline())
+            .chain(self.consumer_groups_deadline())
             .min()
     }
 
@@ -504,6 +515,12 @@ impl Gateway {
                 Some(ResponseBody::DescribeGroups(self.describe_groups(r)))
             }
             RequestBody::ListGroups(r) => Some(ResponseBody::ListGroups(self.list_groups(r))),
+            RequestBody::ConsumerGroupHeartbeat(r) => Some(ResponseBody::ConsumerGroupHeartbeat(
+                self.consumer_group_heartbeat(r),
+            )),
+            RequestBody::ConsumerGroupDescribe(r) => Some(ResponseBody::ConsumerGroupDescribe(
+                self.consumer_group_describe(r),
+            )),
             RequestBody::DeleteGroups(r) => {
                 self.delete_groups(key, correlation_id, version, frame_len, r)
             }
@@ -645,6 +662,7 @@ impl Gateway {
             self.expire_offsets();
         }
         self.tick_groups();
+        self.tick_consumer_groups();
         let due: Vec<RequestKey> = self
             .pending
             .iter()

@@ -325,10 +325,10 @@ fn api_versions_lists_served_apis_and_answers_unknown_versions_at_v0() {
         "classic groups are served"
     );
     assert!(
-        !r.api_keys
+        r.api_keys
             .iter()
             .any(|k| k.api_key == ApiKey::ConsumerGroupHeartbeat.code()),
-        "KIP-848 is not served yet: clients must fall back to the classic protocol"
+        "KIP-848 groups are served"
     );
 
     // ApiVersions v99: answered at v0 with UNSUPPORTED_VERSION, connection kept.
@@ -1175,4 +1175,74 @@ fn poll_timeout_never_points_into_the_past() {
         };
         sim.send(0, RequestBody::Heartbeat(hb));
     }
+}
+
+#[test]
+fn kip848_members_get_disjoint_assignments_through_heartbeats() {
+    use crate::api::consumer_group_heartbeat::ConsumerGroupHeartbeatRequest;
+    use crate::api::consumer_group_heartbeat::request::TopicPartitions;
+    let mut sim = Sim::new();
+    sim.create_topic("t", 4);
+    let beat = |sim: &mut Sim, member: &str, epoch: i32, owned: Option<Vec<i32>>| {
+        let body = ConsumerGroupHeartbeatRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".into()]),
+            topic_partitions: owned.map(|ps| {
+                vec![TopicPartitions {
+                    topic_id: topic_id_for("t"),
+                    partitions: ps,
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        };
+        sim.send(1, RequestBody::ConsumerGroupHeartbeat(body));
+        let ResponseBody::ConsumerGroupHeartbeat(r) =
+            sim.take(ApiKey::ConsumerGroupHeartbeat, 1).body
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let assigned = r.assignment.map(|a| {
+            a.topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.clone())
+                .collect::<Vec<i32>>()
+        });
+        (r.member_epoch, assigned)
+    };
+    let (e1, a1) = beat(&mut sim, "a", 0, None);
+    assert_eq!((e1, a1), (1, Some(vec![0, 1, 2, 3])));
+    let (e2, b1) = beat(&mut sim, "b", 0, None);
+    assert_eq!(
+        (e2, b1),
+        (2, Some(vec![])),
+        "b is at the new epoch, waiting while a owns everything"
+    );
+    let (ea, a2) = beat(&mut sim, "a", 1, Some(vec![0, 1, 2, 3]));
+    assert_eq!(ea, 1, "a must first let go");
+    let keep = a2.expect("a is told to revoke");
+    assert_eq!(keep.len(), 2);
+    let (ea, _) = beat(&mut sim, "a", 1, Some(keep.clone()));
+    assert_eq!(ea, 2, "revocation acknowledged: a reaches the group epoch");
+    let (eb, b2) = beat(&mut sim, "b", 2, Some(vec![]));
+    let mine = b2.expect("b gets the freed partitions");
+    assert_eq!(eb, 2);
+    assert!(mine.iter().all(|p| !keep.contains(p)) && mine.len() == 2);
+    // A stale epoch is fenced.
+    let body = ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "a".into(),
+        member_epoch: 7,
+        ..Default::default()
+    };
+    sim.send(1, RequestBody::ConsumerGroupHeartbeat(body));
+    let ResponseBody::ConsumerGroupHeartbeat(r) = sim.take(ApiKey::ConsumerGroupHeartbeat, 1).body
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, ErrorCode::FENCED_MEMBER_EPOCH.0);
 }
