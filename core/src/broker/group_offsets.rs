@@ -466,121 +466,120 @@ impl Gateway {
         );
     }
 
+    /// OffsetFetch. Versions before 8 ask for one group with its answer at the top level; they are
+    /// answered through the same per-group path and reshaped.
     pub(super) fn offset_fetch(
         &mut self,
         request: OffsetFetchRequest,
         version: i16,
     ) -> OffsetFetchResponse {
-        let loading = self.offsets_loading;
-        let lookup = |gw: &Gateway,
-                      group: &KStr,
-                      topic: &KStr,
-                      partition: i32|
-         -> (i64, i32, Option<KStr>) {
-            match gw
+        type Asked = Option<Vec<(KStr, crate::codec::Uuid, Vec<i32>)>>;
+        let asked: Vec<(KStr, Asked)> = if version < 8 {
+            let topics = request.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name, crate::codec::Uuid::ZERO, t.partition_indexes))
+                    .collect()
+            });
+            vec![(request.group_id, topics)]
+        } else {
+            request
                 .groups
-                .get(group)
-                .and_then(|g| g.offsets.get(&(topic.clone(), partition)))
-            {
-                Some(c) => (c.offset, c.leader_epoch, c.metadata.clone()),
-                None => (-1, -1, Some(KStr::EMPTY)),
-            }
-        };
-        if version < 8 {
-            let topics: Vec<(KStr, Vec<i32>)> = match request.topics {
-                Some(ts) => ts
-                    .into_iter()
-                    .map(|t| (t.name, t.partition_indexes))
-                    .collect(),
-                None => self.committed_topics(&request.group_id),
-            };
-            return OffsetFetchResponse {
-                error_code: if loading {
-                    ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
-                } else {
-                    0
-                },
-                topics: topics
-                    .into_iter()
-                    .map(|(name, partitions)| OffsetFetchResponseTopic {
-                        partitions: partitions
-                            .into_iter()
-                            .map(|p| {
-                                let (offset, epoch, metadata) =
-                                    lookup(self, &request.group_id, &name, p);
-                                OffsetFetchResponsePartition {
-                                    partition_index: p,
-                                    committed_offset: offset,
-                                    committed_leader_epoch: epoch,
-                                    metadata,
-                                    ..Default::default()
-                                }
+                .into_iter()
+                .map(|g| {
+                    let topics = g.topics.map(|ts| {
+                        ts.into_iter()
+                            .map(|t| {
+                                let name = if version >= 10 {
+                                    self.topic_name_by_id(t.topic_id).unwrap_or_default()
+                                } else {
+                                    t.name
+                                };
+                                (name, t.topic_id, t.partition_indexes)
                             })
-                            .collect(),
-                        name,
-                        ..Default::default()
-                    })
-                    .collect(),
+                            .collect()
+                    });
+                    (g.group_id, topics)
+                })
+                .collect()
+        };
+        let groups: Vec<OffsetFetchResponseGroup> = asked
+            .into_iter()
+            .map(|(group_id, topics)| self.group_offsets(group_id, topics))
+            .collect();
+        if version >= 8 {
+            return OffsetFetchResponse {
+                groups,
                 ..Default::default()
             };
         }
-        let groups = request
-            .groups
-            .into_iter()
-            .map(|g| {
-                let topics: Vec<(KStr, crate::codec::Uuid, Vec<i32>)> = match g.topics {
-                    Some(ts) => ts
+        let group = groups.into_iter().next().unwrap_or_default();
+        OffsetFetchResponse {
+            error_code: group.error_code,
+            topics: group
+                .topics
+                .into_iter()
+                .map(|t| OffsetFetchResponseTopic {
+                    name: t.name,
+                    partitions: t
+                        .partitions
                         .into_iter()
-                        .map(|t| {
-                            let name = if version >= 10 {
-                                self.topic_name_by_id(t.topic_id).unwrap_or_default()
-                            } else {
-                                t.name
-                            };
-                            (name, t.topic_id, t.partition_indexes)
-                        })
-                        .collect(),
-                    None => self
-                        .committed_topics(&g.group_id)
-                        .into_iter()
-                        .map(|(n, ps)| (n.clone(), super::topic_id_for(n.as_str()), ps))
-                        .collect(),
-                };
-                OffsetFetchResponseGroup {
-                    error_code: if loading {
-                        ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
-                    } else {
-                        0
-                    },
-                    topics: topics
-                        .into_iter()
-                        .map(|(name, topic_id, partitions)| OffsetFetchResponseTopics {
-                            partitions: partitions
-                                .into_iter()
-                                .map(|p| {
-                                    let (offset, epoch, metadata) =
-                                        lookup(self, &g.group_id, &name, p);
-                                    OffsetFetchResponsePartitions {
-                                        partition_index: p,
-                                        committed_offset: offset,
-                                        committed_leader_epoch: epoch,
-                                        metadata,
-                                        ..Default::default()
-                                    }
-                                })
-                                .collect(),
-                            name,
-                            topic_id,
+                        .map(|p| OffsetFetchResponsePartition {
+                            partition_index: p.partition_index,
+                            committed_offset: p.committed_offset,
+                            committed_leader_epoch: p.committed_leader_epoch,
+                            metadata: p.metadata,
+                            error_code: p.error_code,
                             ..Default::default()
                         })
                         .collect(),
-                    group_id: g.group_id,
                     ..Default::default()
-                }
-            })
-            .collect();
-        OffsetFetchResponse {
-            groups,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// One group's committed offsets for `topics` (all it has when `None`).
+    fn group_offsets(
+        &self,
+        group_id: KStr,
+        topics: Option<Vec<(KStr, crate::codec::Uuid, Vec<i32>)>>,
+    ) -> OffsetFetchResponseGroup {
+        let topics = topics.unwrap_or_else(|| {
+            self.committed_topics(&group_id)
+                .into_iter()
+                .map(|(n, ps)| (n.clone(), super::topic_id_for(n.as_str()), ps))
+                .collect()
+        });
+        let committed = self.groups.get(&group_id).map(|g| &g.offsets);
+        OffsetFetchResponseGroup {
+            error_code: if self.offsets_loading {
+                ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
+            } else {
+                0
+            },
+            topics: topics
+                .into_iter()
+                .map(|(name, topic_id, partitions)| OffsetFetchResponseTopics {
+                    partitions: partitions
+                        .into_iter()
+                        .map(|p| {
+                            let c = committed.and_then(|o| o.get(&(name.clone(), p)));
+                            OffsetFetchResponsePartitions {
+                                partition_index: p,
+                                committed_offset: c.map_or(-1, |c| c.offset),
+                                committed_leader_epoch: c.map_or(-1, |c| c.leader_epoch),
+                                metadata: c.map_or(Some(KStr::EMPTY), |c| c.metadata.clone()),
+                                ..Default::default()
+                            }
+                        })
+                        .collect(),
+                    name,
+                    topic_id,
+                    ..Default::default()
+                })
+                .collect(),
+            group_id,
             ..Default::default()
         }
     }
