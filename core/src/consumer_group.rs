@@ -31,6 +31,10 @@ pub(crate) struct ConsumerMember {
     pub(crate) target: Partitions,
     /// Partitions it was told to give up and has not yet reported given up: nobody else gets them.
     pub(crate) revoking: Partitions,
+    /// When it was first told to revoke what it still holds back; past its rebalance timeout the
+    /// member is removed so that the others can go on.
+    pub(crate) revoking_since: Option<Millis>,
+    pub(crate) rebalance_timeout_ms: u64,
     pub(crate) last_seen: Millis,
 }
 
@@ -124,11 +128,14 @@ impl ConsumerGroup {
     pub(crate) fn owned_reported(&mut self, member: &KStr, owned: &Partitions) {
         if let Some(m) = self.members.get_mut(member) {
             m.revoking.retain(|p| owned.contains(p));
+            if m.revoking.is_empty() {
+                m.revoking_since = None;
+            }
         }
     }
 
     /// One reconciliation step for `member`: returns its new assignment if it changed.
-    pub(crate) fn reconcile(&mut self, member: &KStr) -> Option<Partitions> {
+    pub(crate) fn reconcile(&mut self, member: &KStr, now: Millis) -> Option<Partitions> {
         let taken: Partitions = self
             .members
             .iter()
@@ -141,6 +148,7 @@ impl ConsumerGroup {
         let new = if keep.len() < m.assigned.len() {
             // Revoke first; nothing is added until the member has let go.
             m.revoking.extend(m.assigned.difference(&keep).cloned());
+            m.revoking_since.get_or_insert(now);
             keep
         } else if !m.revoking.is_empty() {
             keep
@@ -206,7 +214,7 @@ mod tests {
             },
         );
         g.retarget(|_| 4);
-        assert_eq!(g.reconcile(&"a".into()).unwrap().len(), 4);
+        assert_eq!(g.reconcile(&"a".into(), Millis(0)).unwrap().len(), 4);
         assert_eq!(g.members[&KStr::from("a")].epoch, 1);
         g.members.insert(
             "b".into(),
@@ -217,18 +225,18 @@ mod tests {
         );
         g.retarget(|_| 4);
         // b gets nothing while a still owns everything, but is at the new epoch already.
-        assert_eq!(g.reconcile(&"b".into()), None);
+        assert_eq!(g.reconcile(&"b".into(), Millis(0)), None);
         assert_eq!(g.members[&KStr::from("b")].epoch, 2);
         // a is told to revoke two; they are not free until a reports them gone.
-        assert_eq!(g.reconcile(&"a".into()).unwrap().len(), 2);
+        assert_eq!(g.reconcile(&"a".into(), Millis(0)).unwrap().len(), 2);
         assert_eq!(g.members[&KStr::from("a")].epoch, 1);
-        assert_eq!(g.reconcile(&"b".into()), None);
+        assert_eq!(g.reconcile(&"b".into(), Millis(0)), None);
         let kept = g.members[&KStr::from("a")].assigned.clone();
         g.owned_reported(&"a".into(), &kept);
-        assert_eq!(g.reconcile(&"a".into()), None);
+        assert_eq!(g.reconcile(&"a".into(), Millis(0)), None);
         assert_eq!(g.members[&KStr::from("a")].epoch, 2);
         // now b gets the freed two.
-        assert_eq!(g.reconcile(&"b".into()).unwrap().len(), 2);
+        assert_eq!(g.reconcile(&"b".into(), Millis(0)).unwrap().len(), 2);
         assert_eq!(g.members[&KStr::from("b")].epoch, 2);
         let a = &g.members[&KStr::from("a")].assigned;
         let b = &g.members[&KStr::from("b")].assigned;

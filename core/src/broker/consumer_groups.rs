@@ -117,6 +117,7 @@ impl Gateway {
                         client_id: KStr::EMPTY,
                         subscribed,
                         assignor: request.server_assignor.clone(),
+                        rebalance_timeout_ms: request.rebalance_timeout_ms.max(0) as u64,
 
                         last_seen: now,
                         ..Default::default()
@@ -183,7 +184,7 @@ impl Gateway {
         let Some(group) = self.consumer_groups.get_mut(&group_id) else {
             return fail(ErrorCode::UNKNOWN_MEMBER_ID, "no such group");
         };
-        let changed = group.reconcile(&member_id);
+        let changed = group.reconcile(&member_id, now);
         let Some(member) = group.members.get(&member_id) else {
             return fail(ErrorCode::UNKNOWN_MEMBER_ID, "no such member");
         };
@@ -216,7 +217,12 @@ impl Gateway {
             .iter_mut()
             .filter_map(|(id, g)| {
                 let before = g.members.len();
-                g.members.retain(|_, m| now.0 <= m.last_seen.0 + timeout);
+                // Silent for a session, or holding on to revoked partitions past its rebalance timeout.
+                g.members.retain(|_, m| {
+                    now.0 <= m.last_seen.0 + timeout
+                        && m.revoking_since
+                            .is_none_or(|since| now.0 <= since.0 + m.rebalance_timeout_ms)
+                });
                 (g.members.len() != before).then(|| id.clone())
             })
             .collect();
@@ -230,10 +236,12 @@ impl Gateway {
         let timeout = self.config.consumer_session_timeout_ms;
         self.consumer_groups
             .values()
-            .flat_map(|g| {
-                g.members
-                    .values()
-                    .map(move |m| m.last_seen.plus(timeout + 1))
+            .flat_map(|g| g.members.values())
+            .flat_map(|m| {
+                let revoke = m
+                    .revoking_since
+                    .map(|since| since.plus(m.rebalance_timeout_ms + 1));
+                std::iter::once(m.last_seen.plus(timeout + 1)).chain(revoke)
             })
             .min()
     }

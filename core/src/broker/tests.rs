@@ -1246,3 +1246,56 @@ fn kip848_members_get_disjoint_assignments_through_heartbeats() {
     };
     assert_eq!(r.error_code, ErrorCode::FENCED_MEMBER_EPOCH.0);
 }
+
+#[test]
+fn kip848_a_member_that_never_revokes_is_removed_after_its_rebalance_timeout() {
+    use crate::api::consumer_group_heartbeat::ConsumerGroupHeartbeatRequest;
+    let mut sim = Sim::new();
+    sim.create_topic("t", 4);
+    let beat = |sim: &mut Sim, member: &str, epoch: i32| {
+        let body = ConsumerGroupHeartbeatRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".into()]),
+            ..Default::default()
+        };
+        sim.send(1, RequestBody::ConsumerGroupHeartbeat(body));
+        let ResponseBody::ConsumerGroupHeartbeat(r) =
+            sim.take(ApiKey::ConsumerGroupHeartbeat, 1).body
+        else {
+            panic!()
+        };
+        (
+            r.error_code,
+            r.member_epoch,
+            r.assignment.map(|a| {
+                a.topic_partitions
+                    .iter()
+                    .map(|t| t.partitions.len())
+                    .sum::<usize>()
+            }),
+        )
+    };
+    assert_eq!(beat(&mut sim, "a", 0), (0, 1, Some(4)));
+    assert_eq!(beat(&mut sim, "b", 0).2, Some(0));
+    assert_eq!(beat(&mut sim, "a", 1).2, Some(2), "a is told to revoke two");
+    // a goes on heart-beating but never reports the revocation; b keeps asking.
+    for _ in 0..5 {
+        sim.advance(2_000);
+        beat(&mut sim, "a", 1);
+        assert_eq!(
+            beat(&mut sim, "b", 2).2,
+            None,
+            "nothing for b while a holds on"
+        );
+    }
+    sim.advance(1_000);
+    assert_eq!(
+        beat(&mut sim, "a", 1).0,
+        ErrorCode::UNKNOWN_MEMBER_ID.0,
+        "a was removed"
+    );
+    assert_eq!(beat(&mut sim, "b", 2).2, Some(4), "b takes everything");
+}
