@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 echo "== installing the Kafka clients the end-to-end tests use (cached)"
 bash tests/install.sh
+echo "== building SeaweedFS's weed for the SMQ contract test (cached; the first build takes ~10 min)"
+KELP_WEED_BIN="$(bash scripts/smq/build-weed.sh | tail -n 1)"
+export KELP_WEED_BIN
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
