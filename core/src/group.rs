@@ -196,6 +196,16 @@ impl Group {
         topics
     }
 
+    /// Whether a request from `member_id` claiming static `instance` comes from a process that
+    /// another (newer) member id of that instance has replaced: Kafka fences it.
+    pub(crate) fn fences(&self, instance: Option<&KStr>, member_id: &KStr) -> bool {
+        instance.is_some_and(|i| {
+            self.members
+                .iter()
+                .any(|(id, m)| m.instance_id.as_ref() == Some(i) && id != member_id)
+        })
+    }
+
     /// Whether a joining member's protocols can live with the group's.
     pub(crate) fn accepts(&self, protocol_type: &KStr, protocols: &[(KStr, Bytes)]) -> bool {
         if protocols.is_empty() {

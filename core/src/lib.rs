@@ -29,7 +29,7 @@
 //!
 //! // A client connects and sends one size-prefixed ApiVersions v3 request.
 //! let request = Bytes::from_static(b"\0\0\0\x18\0\x12\0\x03\0\0\0\x01\0\x03cli\0\x05kcat\x041.7\0");
-//! let mut inputs = VecDeque::from([Input::Connected(conn), Input::Received(conn, request)]);
+//! let mut inputs = VecDeque::from([Input::Connected(conn, "/127.0.0.1".into()), Input::Received(conn, request)]);
 //! while let Some(input) = inputs.pop_front() {
 //!     gateway.handle_input(input, now)?;
 //!     // Drain every output; storage completions become further inputs.

@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 
 /// Events for the gateway task.
 pub enum Event {
-    /// A connection was accepted.
-    Connected(ConnectionId, ConnHandle),
+    /// A connection was accepted from this host (`/ip`, as Kafka shows client hosts).
+    Connected(ConnectionId, ConnHandle, String),
     /// Bytes read.
     Received(ConnectionId, Bytes),
     /// The peer closed or the socket failed.
@@ -122,9 +122,9 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
         let deadline = gateway.poll_timeout().map(|t| clock.instant(t));
         let input = tokio::select! {
             Some(event) = events.recv() => match event {
-                Event::Connected(conn, handle) => {
+                Event::Connected(conn, handle, peer) => {
                     conns.insert(conn, handle);
-                    Some(Input::Connected(conn))
+                    Some(Input::Connected(conn, peer.into()))
                 }
                 Event::Received(conn, bytes) => Some(Input::Received(conn, bytes)),
                 Event::Closed(conn) => {
@@ -248,7 +248,10 @@ async fn accept_loop(
             reader,
             readable,
         };
-        if events.send(Event::Connected(conn, handle)).is_err() {
+        if events
+            .send(Event::Connected(conn, handle, format!("/{}", peer.ip())))
+            .is_err()
+        {
             return;
         }
     }

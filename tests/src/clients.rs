@@ -174,6 +174,16 @@ pub fn java_admin(bootstrap: &str) -> crate::session::Session {
     )
 }
 
+/// The Java group program (`clients/java/KelpGroup.java`, needs `Tool::Client(Client::Java)`):
+/// `member` (a consumer-group member until stdin closes) or `produce` (keyed records, default
+/// producer settings); see the file for the options and the JSON lines it prints.
+pub fn java_group(bootstrap: &str, topic: &str, args: &[&str]) -> Command {
+    let mut cmd = java("KelpGroup.java");
+    cmd.args(["--bootstrap", bootstrap, "--topic", topic])
+        .args(args);
+    cmd
+}
+
 impl Client {
     pub const ALL: [Client; 5] = [
         Client::Java,
@@ -244,6 +254,22 @@ impl Client {
 
     pub fn run(self, env: &Env, topic: &str, args: &[&str]) -> Output {
         run_ok(&mut self.command(env.bootstrap(), topic, args), None, LIMIT)
+    }
+
+    /// `group --group G [--assignor A]`: a consumer-group member that runs until its stdin closes
+    /// (start it with [`crate::live::Live::start`]).
+    pub fn group_member(
+        self,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        assignor: Option<&str>,
+    ) -> Command {
+        let mut args = vec!["group", "--group", group];
+        if let Some(a) = assignor {
+            args.extend(["--assignor", a]);
+        }
+        self.command(bootstrap, topic, &args)
     }
 
     /// `create`: a 3-partition topic; returns the partition count the client then saw.

@@ -1,7 +1,6 @@
 //! The server under test: the `kelp` binary started on a free loopback port with a fresh data
 //! directory (killed when dropped), or an already running broker named by `KELP_E2E_BOOTSTRAP`.
 
-use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +13,9 @@ pub struct Gateway {
     bootstrap: String,
     child: Option<Child>,
     log: Option<PathBuf>,
+    /// binary and data dir of a spawned gateway, for [`Gateway::kill9_restart`]
+    bin: Option<PathBuf>,
+    data: Option<PathBuf>,
     /// data dir and log; removed on drop unless KELP_E2E_KEEP=1
     _dir: Option<TempDir>,
 }
@@ -89,6 +91,8 @@ impl Gateway {
                 bootstrap: b,
                 child: None,
                 log: None,
+                bin: None,
+                data: None,
                 _dir: None,
             });
         }
@@ -119,9 +123,32 @@ impl Gateway {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create data dir");
         let log = dir.path().join("kelp.log");
-        let f = File::create(&log).expect("create gateway log");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        let mut gw = Gateway {
+            bootstrap: addr,
+            child: None,
+            log: Some(log),
+            bin: Some(bin.to_path_buf()),
+            data: Some(data),
+            _dir: Some(dir),
+        };
+        gw.launch();
+        gw
+    }
+
+    /// Starts the spawned gateway's binary on its address, data dir and log (appended to), and
+    /// waits until it answers ApiVersions (at most 30 s).
+    fn launch(&mut self) {
+        let (Some(bin), Some(data), Some(log)) = (&self.bin, &self.data, &self.log) else {
+            panic!("launch: not a spawned gateway");
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open gateway log");
+        let addr = self.bootstrap.clone();
         let mut cmd = Command::new(bin);
         cmd.env("NO_COLOR", "1"); // plain log lines in failure messages
         cmd.args([
@@ -131,27 +158,27 @@ impl Gateway {
             &addr,
             "--data-dir",
         ])
-        .arg(&data)
+        .arg(data)
         .stdin(Stdio::null())
         .stdout(f.try_clone().expect("dup log"))
         .stderr(f);
         crate::progress(&format!("starting {}", crate::proc::render(&cmd)));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut gw = Gateway {
-            bootstrap: addr.clone(),
-            child: Some(child),
-            log: Some(log),
-            _dir: Some(dir),
-        };
+        let bin = bin.clone();
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
+        );
         let start = Instant::now();
         loop {
-            if let Some(st) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "{} exited at start ({st}); its log:\n{}",
                     bin.display(),
-                    gw.log_tail(60)
+                    self.log_tail(60)
                 );
             }
             match wire::probe(&addr, Duration::from_secs(2)) {
@@ -160,7 +187,7 @@ impl Gateway {
                     panic!(
                         "{} not ready on {addr} after 30 s ({e}); its log:\n{}",
                         bin.display(),
-                        gw.log_tail(60)
+                        self.log_tail(60)
                     )
                 }
                 Err(_) => thread::sleep(Duration::from_millis(100)),
@@ -170,7 +197,19 @@ impl Gateway {
             "gateway ready on {addr} after {:.1?}",
             start.elapsed()
         ));
-        gw
+    }
+
+    /// `kill -9` of a spawned gateway, then a restart of the same binary on the same address and
+    /// data directory. `false` (nothing done) for an external broker.
+    pub fn kill9_restart(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = c.kill(); // SIGKILL
+        let _ = c.wait();
+        crate::progress(&format!("gateway on {} killed (SIGKILL)", self.bootstrap));
+        self.launch();
+        true
     }
 
     /// host:port for clients
@@ -195,7 +234,7 @@ impl Gateway {
     }
 
     pub fn is_external(&self) -> bool {
-        self.child.is_none()
+        self.bin.is_none()
     }
 
     /// The last lines of a spawned gateway's log.

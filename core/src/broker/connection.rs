@@ -19,10 +19,12 @@ pub(crate) struct Connection {
     ready: BTreeMap<u64, Option<Bytes>>,
     /// Bytes of requests read and not yet answered (bounded by `max_in_flight_bytes`).
     pub(crate) in_flight_bytes: usize,
+    /// The client's host, as group descriptions report it.
+    pub(crate) peer: crate::codec::KStr,
 }
 
 impl Connection {
-    pub(crate) fn new(max_frame_bytes: usize) -> Connection {
+    pub(crate) fn new(max_frame_bytes: usize, peer: crate::codec::KStr) -> Connection {
         Connection {
             inbound: BytesMut::new(),
             frames: FrameDecoder::new(max_frame_bytes),
@@ -30,6 +32,7 @@ impl Connection {
             next_to_send: 0,
             ready: BTreeMap::new(),
             in_flight_bytes: 0,
+            peer,
         }
     }
 
@@ -68,7 +71,7 @@ mod tests {
 
     #[test]
     fn responses_leave_in_request_order() {
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, crate::codec::KStr::EMPTY);
         let (a, b, d) = (c.start_request(), c.start_request(), c.start_request());
         assert!(c.finish(b, Some(Bytes::from_static(b"b"))).is_empty());
         assert!(c.finish(d, None).is_empty());

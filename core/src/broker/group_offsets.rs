@@ -193,6 +193,9 @@ impl Gateway {
         } else {
             match self.groups.get(&request.group_id) {
                 None => Some(ErrorCode::ILLEGAL_GENERATION),
+                Some(g) if g.fences(request.group_instance_id.as_ref(), &request.member_id) => {
+                    Some(ErrorCode::FENCED_INSTANCE_ID)
+                }
                 Some(g) if !g.members.contains_key(&request.member_id) => {
                     Some(ErrorCode::UNKNOWN_MEMBER_ID)
                 }

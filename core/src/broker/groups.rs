@@ -100,18 +100,12 @@ impl Gateway {
 
     pub(super) fn join_group(
         &mut self,
-        key: RequestKey,
-        correlation_id: i32,
-        version: i16,
-        frame_len: usize,
+        parked: Parked,
         request: JoinGroupRequest,
+        client_id: KStr,
+        client_host: KStr,
     ) {
-        let parked = Parked {
-            key,
-            correlation_id,
-            version,
-            frame_len,
-        };
+        let version = parked.version;
         if self.offsets_loading {
             return self.join_error(
                 parked,
@@ -148,16 +142,7 @@ impl Gateway {
             );
         }
         let mut member_id = request.member_id.clone();
-        // A static member coming back keeps its member id.
-        if member_id.is_empty()
-            && let Some(instance) = &request.group_instance_id
-            && let Some((id, _)) = group
-                .members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
-        {
-            member_id = id.clone();
-        }
+        let mut fenced: (Option<Parked>, Option<Parked>) = (None, None);
         if member_id.is_empty() {
             self.next_member += 1;
             let fresh = KStr::from(format!(
@@ -169,14 +154,36 @@ impl Gateway {
                 self.now.wall.0,
                 self.next_member
             ));
-            if version >= 4 {
+            if let Some(instance) = &request.group_instance_id {
+                // A static member needs no MEMBER_ID_REQUIRED round trip. Coming back, it gets a
+                // new id that takes over the old one's place (and assignment); whichever process
+                // still uses the old id is fenced.
+                let old = group
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
+                    .map(|(id, _)| id.clone());
+                if let Some(old) = old
+                    && let Some(mut m) = group.members.remove(&old)
+                {
+                    fenced = (m.join.take(), m.sync.take());
+                    group.members.insert(fresh.clone(), m);
+                    if group.leader.as_ref() == Some(&old) {
+                        group.leader = Some(fresh.clone());
+                    }
+                }
+                member_id = fresh;
+            } else if version >= 4 {
                 // KIP-394: the client must come back with this id.
                 group
                     .pending_members
                     .insert(fresh.clone(), now.plus(request.session_timeout_ms as u64));
                 return self.join_error(parked, ErrorCode::MEMBER_ID_REQUIRED, fresh);
+            } else {
+                member_id = fresh;
             }
-            member_id = fresh;
+        } else if group.fences(request.group_instance_id.as_ref(), &member_id) {
+            return self.join_error(parked, ErrorCode::FENCED_INSTANCE_ID, member_id);
         } else if !group.members.contains_key(&member_id)
             && group.pending_members.remove(&member_id).is_none()
         {
@@ -193,8 +200,8 @@ impl Gateway {
             .map(|m| m.protocols == protocols);
         let member = Member {
             instance_id: request.group_instance_id.clone(),
-            client_id: KStr::EMPTY,
-            client_host: KStr::from("/127.0.0.1"),
+            client_id,
+            client_host,
             session_timeout_ms: request.session_timeout_ms as u64,
             rebalance_timeout_ms,
             protocols,
@@ -211,9 +218,27 @@ impl Gateway {
         group
             .protocol_type
             .get_or_insert_with(|| request.protocol_type.clone());
+        let stable = group.state == GroupState::Stable;
+        let (fenced_join, fenced_sync) = fenced;
+        if let Some(p) = fenced_join {
+            self.join_error(p, ErrorCode::FENCED_INSTANCE_ID, KStr::EMPTY);
+        }
+        if let Some(p) = fenced_sync {
+            let body = SyncGroupResponse {
+                error_code: ErrorCode::FENCED_INSTANCE_ID.0,
+                ..Default::default()
+            };
+            self.respond(
+                p.key,
+                p.correlation_id,
+                p.version,
+                p.frame_len,
+                ResponseBody::SyncGroup(body),
+            );
+        }
         // An unchanged member of a stable group (a static member's restart) gets the current
         // generation back: no rebalance.
-        if group.state == GroupState::Stable && existing == Some(true) {
+        if stable && existing == Some(true) {
             return self.answer_join(&request.group_id, &member_id);
         }
         self.prepare_rebalance(&request.group_id);
@@ -347,6 +372,7 @@ impl Gateway {
         &self,
         group_id: &KStr,
         member_id: &KStr,
+        instance: Option<&KStr>,
         generation: i32,
     ) -> Result<GroupState, ErrorCode> {
         if self.offsets_loading {
@@ -356,6 +382,9 @@ impl Gateway {
             .groups
             .get(group_id)
             .ok_or(ErrorCode::UNKNOWN_MEMBER_ID)?;
+        if group.fences(instance, member_id) {
+            return Err(ErrorCode::FENCED_INSTANCE_ID);
+        }
         if !group.members.contains_key(member_id) {
             return Err(ErrorCode::UNKNOWN_MEMBER_ID);
         }
@@ -392,11 +421,15 @@ impl Gateway {
                 ResponseBody::SyncGroup(body),
             );
         };
-        let state =
-            match self.check_member(&request.group_id, &request.member_id, request.generation_id) {
-                Ok(s) => s,
-                Err(code) => return fail(self, code),
-            };
+        let state = match self.check_member(
+            &request.group_id,
+            &request.member_id,
+            request.group_instance_id.as_ref(),
+            request.generation_id,
+        ) {
+            Ok(s) => s,
+            Err(code) => return fail(self, code),
+        };
         match state {
             GroupState::PreparingRebalance => fail(self, ErrorCode::REBALANCE_IN_PROGRESS),
             GroupState::Empty => fail(self, ErrorCode::UNKNOWN_MEMBER_ID),
@@ -470,18 +503,22 @@ impl Gateway {
     }
 
     pub(super) fn heartbeat(&mut self, request: HeartbeatRequest) -> HeartbeatResponse {
-        let code =
-            match self.check_member(&request.group_id, &request.member_id, request.generation_id) {
-                Err(code) => code,
-                Ok(state) => {
-                    self.touch(&request.group_id, &request.member_id);
-                    match state {
-                        GroupState::PreparingRebalance => ErrorCode::REBALANCE_IN_PROGRESS,
-                        GroupState::Empty => ErrorCode::UNKNOWN_MEMBER_ID,
-                        GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::NONE,
-                    }
+        let code = match self.check_member(
+            &request.group_id,
+            &request.member_id,
+            request.group_instance_id.as_ref(),
+            request.generation_id,
+        ) {
+            Err(code) => code,
+            Ok(state) => {
+                self.touch(&request.group_id, &request.member_id);
+                match state {
+                    GroupState::PreparingRebalance => ErrorCode::REBALANCE_IN_PROGRESS,
+                    GroupState::Empty => ErrorCode::UNKNOWN_MEMBER_ID,
+                    GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::NONE,
                 }
-            };
+            }
+        };
         HeartbeatResponse {
             error_code: code.0,
             ..Default::default()
@@ -508,6 +545,11 @@ impl Gateway {
             let code = match self.groups.get_mut(&request.group_id) {
                 _ if self.offsets_loading => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
                 None => ErrorCode::UNKNOWN_MEMBER_ID,
+                Some(group)
+                    if !member_id.is_empty() && group.fences(instance.as_ref(), &member_id) =>
+                {
+                    ErrorCode::FENCED_INSTANCE_ID
+                }
                 Some(group) => {
                     // A static member may leave by instance id alone.
                     let id = if member_id.is_empty() {

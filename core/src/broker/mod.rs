@@ -121,8 +121,8 @@ pub struct Now {
 /// Something that happened, fed to [`Gateway::handle_input`].
 #[derive(Debug)]
 pub enum Input {
-    /// A client connected.
-    Connected(ConnectionId),
+    /// A client connected from `peer` (its host as Kafka reports it, e.g. `/127.0.0.1`).
+    Connected(ConnectionId, KStr),
     /// Bytes arrived on a connection.
     Received(ConnectionId, Bytes),
     /// A connection closed (by the peer or the driver).
@@ -304,9 +304,9 @@ impl Gateway {
     pub fn handle_input(&mut self, input: Input, now: Now) -> Result<(), DriverError> {
         self.now = now;
         match input {
-            Input::Connected(conn) => {
+            Input::Connected(conn, peer) => {
                 self.conns
-                    .insert(conn, Connection::new(self.config.max_frame_bytes));
+                    .insert(conn, Connection::new(self.config.max_frame_bytes, peer));
             }
             Input::Received(conn, bytes) => self.receive(conn, &bytes)?,
             Input::Closed(conn) => self.forget_connection(conn),
@@ -494,7 +494,19 @@ impl Gateway {
                 self.find_coordinator(r, version),
             )),
             RequestBody::JoinGroup(r) => {
-                self.join_group(key, correlation_id, version, frame_len, r);
+                let client_id = request.header.client_id.clone().unwrap_or_default();
+                let host = self
+                    .conns
+                    .get(&key.conn)
+                    .map(|c| c.peer.clone())
+                    .unwrap_or_default();
+                let parked = crate::group::Parked {
+                    key,
+                    correlation_id,
+                    version,
+                    frame_len,
+                };
+                self.join_group(parked, r, client_id, host);
                 None
             }
             RequestBody::SyncGroup(r) => {

@@ -102,7 +102,7 @@ impl Sim {
             closed: Vec::new(),
             next_corr: 0,
         };
-        sim.input(Input::Connected(C));
+        sim.input(Input::Connected(C, KStr::from_static("/127.0.0.1")));
         sim
     }
 
@@ -527,7 +527,7 @@ fn garbage_closes_only_that_connection() {
     ));
     assert_eq!(sim.closed, vec![C]);
     let other = ConnectionId(2);
-    sim.input(Input::Connected(other));
+    sim.input(Input::Connected(other, KStr::from_static("/127.0.0.1")));
     sim.input(Input::Received(
         other,
         Bytes::from_static(&[0, 0, 0, 4, 0, 0, 0, 0]),
@@ -762,7 +762,7 @@ mod groups {
     }
 
     fn two_member_group(sim: &mut Sim) -> (String, String, i32) {
-        sim.input(Input::Connected(C2));
+        sim.input(Input::Connected(C2, KStr::from_static("/127.0.0.1")));
         let a = join_new(sim, C, None);
         let b = join_new(sim, C2, None);
         assert!(
@@ -861,28 +861,42 @@ mod groups {
     #[test]
     fn a_static_member_restarting_gets_its_generation_back_without_rebalance() {
         let mut sim = Sim::new();
-        let id = join_new(&mut sim, C, Some("instance-1"));
+        // Static members skip the MEMBER_ID_REQUIRED round trip.
+        join(&mut sim, C, "", Some("instance-1"));
         sim.advance(3_000);
         let r = join_result(&mut sim, C).unwrap();
+        let id = r.member_id.to_string();
         sync(&mut sim, C, &id, r.generation_id, &[(&id, "mine")]);
         assert_eq!(sync_result(&mut sim, C).unwrap().0, 0);
         // The process restarts: a new connection, no member id, the same instance id.
-        sim.input(Input::Connected(C2));
+        sim.input(Input::Connected(C2, KStr::from_static("/127.0.0.1")));
         join(&mut sim, C2, "", Some("instance-1"));
-        let again = join_result(&mut sim, C2).expect("answered at once");
+        let again = join_result(&mut sim, C2).expect("answered at once: no rebalance");
         assert_eq!(
-            (
-                again.error_code,
-                again.generation_id,
-                again.member_id.to_string()
-            ),
-            (0, r.generation_id, id.clone())
+            (again.error_code, again.generation_id),
+            (0, r.generation_id)
         );
-        sync(&mut sim, C2, &id, r.generation_id, &[]);
+        let new_id = again.member_id.to_string();
+        assert_ne!(new_id, id, "a new member id, as Kafka gives");
+        sync(&mut sim, C2, &new_id, r.generation_id, &[]);
         assert_eq!(
             sync_result(&mut sim, C2).unwrap(),
-            (0, Bytes::from_static(b"mine"))
+            (0, Bytes::from_static(b"mine")),
+            "its assignment back"
         );
+        // The old process, if it still runs, is fenced.
+        let body = crate::api::heartbeat::HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: r.generation_id,
+            member_id: id.as_str().into(),
+            group_instance_id: Some("instance-1".into()),
+            ..Default::default()
+        };
+        send_on(&mut sim, C, 4, RequestBody::Heartbeat(body));
+        let Some(ResponseBody::Heartbeat(hb)) = take_on(&mut sim, C, ApiKey::Heartbeat, 4) else {
+            panic!()
+        };
+        assert_eq!(hb.error_code, ErrorCode::FENCED_INSTANCE_ID.0);
     }
 
     fn commit(sim: &mut Sim, generation: i32, member: &str, offset: i64) -> i16 {
@@ -969,7 +983,7 @@ mod groups {
         sim.hold = true;
         sim.gw = Gateway::new(Config::default(), recovered, sim.now);
         sim.drain();
-        sim.input(Input::Connected(C));
+        sim.input(Input::Connected(C, KStr::from_static("/127.0.0.1")));
         sim.send(
             9,
             RequestBody::OffsetFetch(OffsetFetchRequest {
@@ -1058,7 +1072,7 @@ mod groups {
         assert_eq!(delete(&mut sim), ErrorCode::GROUP_ID_NOT_FOUND.0);
         // A group with members is not deleted (the member joins on its own connection, where its
         // JoinGroup waits for the rebalance).
-        sim.input(Input::Connected(C2));
+        sim.input(Input::Connected(C2, KStr::from_static("/127.0.0.1")));
         let _ = join_new(&mut sim, C2, None);
         assert_eq!(delete(&mut sim), ErrorCode::NON_EMPTY_GROUP.0);
     }
@@ -1110,7 +1124,7 @@ fn poll_timeout_never_points_into_the_past() {
     // do would make it spin. Drive a rebalance that waits for a slow member and check at each step.
     let mut sim = Sim::new();
     let c2 = ConnectionId(2);
-    sim.input(Input::Connected(c2));
+    sim.input(Input::Connected(c2, KStr::from_static("/127.0.0.1")));
     let join = |sim: &mut Sim, conn: ConnectionId, member: &str| {
         let body = crate::api::join_group::JoinGroupRequest {
             group_id: "g".into(),
@@ -1157,7 +1171,7 @@ fn poll_timeout_never_points_into_the_past() {
     // keeps heart-beating without rejoining (a slow consumer) for longer than the newcomer's
     // session timeout, while the newcomer's JoinGroup is parked.
     let c3 = ConnectionId(3);
-    sim.input(Input::Connected(c3));
+    sim.input(Input::Connected(c3, KStr::from_static("/127.0.0.1")));
     join(&mut sim, c3, "");
     for _ in 0..40 {
         let deadline = sim.gw.poll_timeout().unwrap();
@@ -1310,7 +1324,7 @@ fn the_high_watermark_never_exposes_unwritten_data() {
     sim.produce("t", 0, 1, &["b"]);
     // The append is with the storage, not done: a fetch sees only what was written.
     let c2 = ConnectionId(2);
-    sim.input(Input::Connected(c2));
+    sim.input(Input::Connected(c2, KStr::from_static("/127.0.0.1")));
     sim.next_corr += 1;
     let body = FetchRequest {
         max_wait_ms: 0,
@@ -1380,7 +1394,7 @@ fn interleaved_producers_get_dense_unique_offsets_whatever_the_completion_order(
         sim.create_topic("t", 2);
         let conns: Vec<ConnectionId> = (2..6).map(ConnectionId).collect();
         for c in &conns {
-            sim.input(Input::Connected(*c));
+            sim.input(Input::Connected(*c, KStr::from_static("/127.0.0.1")));
         }
         sim.hold = true;
         let mut sent = 0;

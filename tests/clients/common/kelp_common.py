@@ -4,6 +4,7 @@ import argparse
 import base64
 import json
 import sys
+import threading
 
 # topic config of `create`: the record set has a 1 MiB value, more than Kafka's default
 # max.message.bytes (1048588); the clients' own limits are 4 MiB
@@ -17,7 +18,9 @@ def parse_args():
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--input")
     ap.add_argument("--times", default="")
-    ap.add_argument("command", choices=["create", "produce", "consume", "offsets"])
+    ap.add_argument("--group")
+    ap.add_argument("--assignor")
+    ap.add_argument("command", choices=["create", "produce", "consume", "offsets", "group"])
     a = ap.parse_args()
     a.times = [int(t) for t in a.times.split(",") if t]
     return a
@@ -55,6 +58,31 @@ def record_json(partition, offset, timestamp, key, value, headers):
             "value": _b64(value), "headers": [[k, _b64(v)] for k, v in headers]}
 
 
+_emit_lock = threading.Lock()
+
+
 def emit(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    with _emit_lock:
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+
+def stdin_closed():
+    """An Event set when stdin reaches EOF or reads a `close` line (how `group` is told to stop)."""
+    ev = threading.Event()
+
+    def watch():
+        for line in sys.stdin:
+            if line.strip() == "close":
+                break
+        ev.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return ev
+
+
+def record_event(partition, offset, key, value):
+    """A `group` record line: key and value as text (the group tests send text)."""
+    text = lambda b: None if b is None else b.decode("utf-8", "replace")  # noqa: E731
+    return {"event": "record", "partition": partition, "offset": offset, "key": text(key),
+            "value": text(value)}

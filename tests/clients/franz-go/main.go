@@ -4,6 +4,7 @@
 //	kelp-franz-go --bootstrap HOST:PORT --topic T produce --input FILE
 //	kelp-franz-go --bootstrap HOST:PORT --topic T consume
 //	kelp-franz-go --bootstrap HOST:PORT --topic T offsets --times T1,T2,...
+//	kelp-franz-go --bootstrap HOST:PORT --topic T group --group G [--assignor NAME]
 //
 // The contract (commands, record file, JSON lines) is the same for every client: see tests/README.md.
 package main
@@ -35,8 +36,18 @@ var (
 	partitions = flag.Int("partitions", 3, "partitions for create")
 	input      = flag.String("input", "", "record file for produce")
 	times      = flag.String("times", "", "timestamps (ms) for offsets")
+	group      = flag.String("group", "", "consumer group for group")
+	assignor   = flag.String("assignor", "", "balancer for group (default: franz-go's, cooperative-sticky)")
 	out        = json.NewEncoder(os.Stdout)
+	outMu      sync.Mutex
 )
+
+// event prints one JSON line; safe from the client's callbacks
+func event(m map[string]any) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	must(out.Encode(m))
+}
 
 func must(err error) {
 	if err != nil {
@@ -100,6 +111,8 @@ func main() {
 		consume(ctx)
 	case "offsets":
 		offsets(ctx)
+	case "group":
+		groupMember()
 	default:
 		must(fmt.Errorf("unknown command %q", cmd))
 	}
@@ -291,4 +304,124 @@ func offsets(ctx context.Context) {
 		}
 		must(out.Encode(map[string]any{"partition": p, "earliest": s.Offset, "latest": e.Offset, "times": ts}))
 	}
+}
+
+// groupMember is a member of consumer group --group subscribed to the topic until stdin closes (EOF
+// or a "close" line); it prints the group event lines of tests/README.md. Rebalances wait while a
+// poll's records are printed and committed (BlockRebalanceOnPoll), so none is delivered twice.
+func groupMember() {
+	stop := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "close" {
+				break
+			}
+		}
+		close(stop)
+	}()
+	var mu sync.Mutex
+	owned := map[int32]bool{}
+	list := func() []int32 {
+		ps := []int32{}
+		for p := range owned {
+			ps = append(ps, p)
+		}
+		sort.Slice(ps, func(a, b int) bool { return ps[a] < ps[b] })
+		return ps
+	}
+	sorted := func(ps []int32) []int32 {
+		ps = append([]int32{}, ps...)
+		sort.Slice(ps, func(a, b int) bool { return ps[a] < ps[b] })
+		return ps
+	}
+	opts := []kgo.Opt{kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(10 * time.Second), kgo.HeartbeatInterval(time.Second),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range m[*topic] {
+				owned[p] = true
+			}
+			event(map[string]any{"event": "assigned", "added": sorted(m[*topic]), "partitions": list()})
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range m[*topic] {
+				delete(owned, p)
+			}
+			event(map[string]any{"event": "revoked", "partitions": sorted(m[*topic])})
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range m[*topic] {
+				delete(owned, p)
+			}
+			event(map[string]any{"event": "lost", "partitions": sorted(m[*topic])})
+		}),
+	}
+	switch *assignor {
+	case "":
+	case "range":
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+	case "roundrobin":
+		opts = append(opts, kgo.Balancers(kgo.RoundRobinBalancer()))
+	case "sticky":
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()))
+	case "cooperative-sticky":
+		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	default:
+		must(fmt.Errorf("unknown assignor %q", *assignor))
+	}
+	c := client("kelp-e2e-franz-member", opts...)
+	ctx := context.Background()
+	commit := func() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var offs [][2]int64
+		err := c.CommitUncommittedOffsets(cctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "commit failed:", err)
+			event(map[string]any{"event": "commit-failed", "error": err.Error()})
+			return
+		}
+		for _, ps := range c.CommittedOffsets() {
+			for p, o := range ps {
+				offs = append(offs, [2]int64{int64(p), o.Offset})
+			}
+		}
+		sort.Slice(offs, func(a, b int) bool { return offs[a][0] < offs[b][0] })
+		event(map[string]any{"event": "committed", "offsets": offs})
+	}
+	for done := false; !done; {
+		select {
+		case <-stop:
+			done = true
+			continue
+		default:
+		}
+		pctx, pc := context.WithTimeout(ctx, 200*time.Millisecond)
+		fs := c.PollFetches(pctx)
+		pc()
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				must(fmt.Errorf("fetch %s[%d]: %w", t, p, err))
+			}
+		})
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			event(map[string]any{"event": "record", "partition": r.Partition, "offset": r.Offset,
+				"key": string(r.Key), "value": string(r.Value)})
+		})
+		if n > 0 {
+			commit()
+		}
+		c.AllowRebalance()
+	}
+	c.Close() // leaves the group
+	event(map[string]any{"event": "closed"})
 }

@@ -33,6 +33,9 @@
 //   fetch TOPIC PARTITION OFFSET               consumer (no group, auto.offset.reset=none) assigned to the
 //                                              partition at OFFSET, reads up to the high watermark
 //                                              -> {"records":[{"offset":O,"timestamp":T,"value":"..."},...]}
+//   describe-group GROUP                       describeConsumerGroups -> {"group":G,"state":S,"assignor":A,
+//                                                  "members":[{"member_id":M,"instance_id":I|null,
+//                                                  "client_id":C,"partitions":[P,...]},...]}
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -268,6 +271,19 @@ public class KelpAdmin {
                     } while (next < end);
                     return "{\"records\":" + rs + "}";
                 }
+            }
+            case "describe-group": {
+                ConsumerGroupDescription d = get(admin.describeConsumerGroups(List.of(a[1])).all()).get(a[1]);
+                StringJoiner ms = new StringJoiner(",", "[", "]");
+                for (MemberDescription m : d.members()) {
+                    StringJoiner ps = new StringJoiner(",", "[", "]");
+                    m.assignment().topicPartitions().stream().map(TopicPartition::partition).sorted()
+                            .forEach(p -> ps.add(Integer.toString(p)));
+                    ms.add("{\"member_id\":" + q(m.consumerId()) + ",\"instance_id\":" + q(m.groupInstanceId().orElse(null))
+                            + ",\"client_id\":" + q(m.clientId()) + ",\"partitions\":" + ps + "}");
+                }
+                return "{\"group\":" + q(d.groupId()) + ",\"state\":" + q(d.groupState().name()) + ",\"assignor\":"
+                        + q(d.partitionAssignor()) + ",\"members\":" + ms + "}";
             }
             default:
                 throw new IllegalArgumentException("unknown command " + a[0]);

@@ -96,8 +96,20 @@ public class KelpClient {
         try (Admin admin = Admin.create(props(bootstrap, "kelp-e2e-java-admin"))) {
             NewTopic t = new NewTopic(topic, partitions, (short) 1).configs(Map.of("max.message.bytes", MAX_MESSAGE_BYTES));
             admin.createTopics(List.of(t)).all().get(30, TimeUnit.SECONDS);
-            int n = admin.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
-                    .get(topic).partitions().size();
+            // a broker's metadata may trail an acknowledged CreateTopics: ask again (at most 30 s)
+            long deadline = System.currentTimeMillis() + 30_000;
+            int n;
+            while (true) {
+                try {
+                    n = admin.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
+                            .get(topic).partitions().size();
+                    break;
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (!(e.getCause() instanceof org.apache.kafka.common.errors.UnknownTopicOrPartitionException)
+                            || System.currentTimeMillis() > deadline) throw e;
+                    Thread.sleep(200);
+                }
+            }
             System.out.println("{\"created\":" + jsonString(topic) + ",\"partitions\":" + n + "}");
         }
     }

@@ -1,7 +1,8 @@
 // End-to-end client for Kelp: kafkajs 2.x (pure JS).
 //
 //   NODE_PATH=$KELP_CACHE/kafkajs/node_modules node client.js --bootstrap HOST:PORT --topic T COMMAND
-//   commands: create [--partitions N] | produce --input FILE | consume | offsets --times T1,T2,...
+//   commands: create [--partitions N] | produce --input FILE | consume | offsets --times T1,T2,... |
+//             group --group G  (a consumer-group member until stdin closes; kafkajs' round-robin assigner)
 //
 // The contract (commands, record file, JSON lines) is the same for every client: see tests/README.md.
 // kafkajs limits: no header with a null value (left out of its record file by the harness); no
@@ -176,12 +177,49 @@ async function offsets (kafka) {
   await admin.disconnect()
 }
 
+// A member of consumer group --group subscribed to the topic until stdin closes (EOF or a "close"
+// line); prints the group event lines of tests/README.md. kafkajs has only eager assignors (its
+// default is round-robin); each record's offset is committed once it is printed.
+async function group (kafka) {
+  let resolveStop
+  const stop = new Promise(resolve => { resolveStop = resolve })
+  let buf = ''
+  process.stdin.setEncoding('utf8')
+  process.stdin.on('data', d => { buf += d; if (buf.split('\n').some(l => l.trim() === 'close')) resolveStop() })
+  process.stdin.on('end', () => resolveStop())
+  process.stdin.on('error', () => resolveStop())
+  const consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 10000, heartbeatInterval: 1000 })
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    const parts = (e.payload.memberAssignment[TOPIC] || []).slice().sort((a, b) => a - b)
+    emit({ event: 'assigned', added: parts, partitions: parts, member_id: e.payload.memberId })
+  })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [TOPIC], fromBeginning: true })
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message: m }) => {
+      emit({ event: 'record', partition, offset: Number(m.offset), key: m.key === null ? null : m.key.toString('utf8'), value: m.value === null ? null : m.value.toString('utf8') })
+      const next = (BigInt(m.offset) + 1n).toString()
+      try {
+        await consumer.commitOffsets([{ topic: TOPIC, partition, offset: next }])
+        emit({ event: 'committed', offsets: [[partition, Number(next)]] })
+      } catch (e) {
+        console.error('commit failed', e)
+        emit({ event: 'commit-failed', error: String(e) })
+      }
+    }
+  })
+  await stop
+  await consumer.disconnect() // leaves the group
+  emit({ event: 'closed' })
+}
+
 async function main () {
   CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec
   CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
   CompressionCodecs[CompressionTypes.ZSTD] = await zstdCodec()
   const kafka = new Kafka({ clientId: 'kelp-e2e-kafkajs', brokers: [args.bootstrap], logLevel: logLevel.WARN })
-  await { create, produce, consume, offsets }[args.command](kafka)
+  await { create, produce, consume, offsets, group }[args.command](kafka)
 }
 
 main().catch(e => { console.error('FATAL', e); process.exit(1) })

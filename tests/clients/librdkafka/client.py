@@ -5,6 +5,7 @@ usage: client.py --bootstrap HOST:PORT --topic T create [--partitions N]
        client.py --bootstrap HOST:PORT --topic T produce --input FILE
        client.py --bootstrap HOST:PORT --topic T consume
        client.py --bootstrap HOST:PORT --topic T offsets --times T1,T2,...
+       client.py --bootstrap HOST:PORT --topic T group --group G [--assignor NAME]
 The contract (commands, record file, JSON lines) is the same for every client: see tests/README.md.
 """
 import os
@@ -12,7 +13,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from kelp_common import TOPIC_CONFIG, emit, parse_args, read_groups, record_json  # noqa: E402
+from kelp_common import (TOPIC_CONFIG, emit, parse_args, read_groups, record_event,  # noqa: E402
+                         record_json, stdin_closed)
 
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,  # noqa: E402
                              TopicPartition)
@@ -111,4 +113,64 @@ def offsets():
               "times": [[t, o[p] if o[p] >= 0 else None] for t, o in by_time]})
 
 
-{"create": create, "produce": produce, "consume": consume, "offsets": offsets}[args.command]()
+def group():
+    """A member of consumer group --group subscribed to the topic (assignor: --assignor, default
+    cooperative-sticky) until stdin closes; prints the group event lines of tests/README.md."""
+    stop = stdin_closed()
+    c = Consumer(dict(BASE, **{"client.id": "kelp-e2e-rdkafka-member", "group.id": args.group,
+                               "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                               "partition.assignment.strategy": args.assignor or "cooperative-sticky",
+                               "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000}))
+    owned, pending = set(), {}
+
+    def commit(parts):
+        offs = [TopicPartition(TOPIC, p, pending[p]) for p in sorted(parts) if p in pending]
+        if not offs:
+            return
+        try:
+            c.commit(offsets=offs, asynchronous=False)
+            emit({"event": "committed", "offsets": [[t.partition, t.offset] for t in offs]})
+            for t in offs:
+                if pending.get(t.partition) == t.offset:
+                    del pending[t.partition]
+        except KafkaException as e:
+            sys.stderr.write("commit failed: %s\n" % e)
+            emit({"event": "commit-failed", "error": str(e)})
+
+    def on_assign(_c, parts):
+        owned.update(p.partition for p in parts)
+        emit({"event": "assigned", "added": sorted(p.partition for p in parts), "partitions": sorted(owned),
+              "member_id": c.memberid()})
+
+    def on_revoke(_c, parts):
+        gone = {p.partition for p in parts}
+        commit(gone)
+        for p in gone:
+            pending.pop(p, None)
+        owned.difference_update(gone)
+        emit({"event": "revoked", "partitions": sorted(gone)})
+
+    def on_lost(_c, parts):
+        gone = {p.partition for p in parts}
+        for p in gone:
+            pending.pop(p, None)
+        owned.difference_update(gone)
+        emit({"event": "lost", "partitions": sorted(gone)})
+
+    c.subscribe([TOPIC], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    while not stop.is_set():
+        for m in c.consume(100, timeout=0.2):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(m.error())
+            emit(record_event(m.partition(), m.offset(), m.key(), m.value()))
+            pending[m.partition()] = m.offset() + 1
+        commit(set(pending))
+    commit(set(pending))
+    c.close()
+    emit({"event": "closed"})
+
+
+{"create": create, "produce": produce, "consume": consume, "offsets": offsets,
+ "group": group}[args.command]()
