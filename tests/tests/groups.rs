@@ -24,7 +24,7 @@ use kelp_tests::live::{Live, wait_for};
 use kelp_tests::proc::{Output, run, run_ok};
 use kelp_tests::proxy::CutProxy;
 use kelp_tests::records::{self, Planned, Record};
-use kelp_tests::{Client, Env, Tool, now_ms, progress, setup};
+use kelp_tests::{Client, Env, Tool, note, now_ms, progress, setup};
 
 /// (partition, offset, key) of each record a member printed
 type Seen = Vec<(i32, i64, String)>;
@@ -384,6 +384,112 @@ fn java_range_eager() {
 #[test]
 fn java_cooperative_sticky() {
     java_three_members("java_cooperative_sticky", "cooperative-sticky");
+}
+
+/// KIP-848 (`group.protocol=consumer`, Java 4.x): three members get disjoint server-side
+/// assignments covering every partition and consume every record once; when one leaves, the two
+/// others take over its partitions and consume what is produced next, once.
+fn java_kip848(test: &str, remote_assignor: &str) {
+    let Some(env) = setup(test, &[Tool::Client(Client::Java)]) else {
+        return;
+    };
+    if !env.serves(68) {
+        note(&format!(
+            "NOT APPLICABLE: {test}: the server does not advertise ConsumerGroupHeartbeat"
+        ));
+        return;
+    }
+    const N: usize = 600;
+    const M: usize = 120;
+    let topic = env.topic("kip848");
+    let group = format!("{topic}-group");
+    java_topic(&env, &topic, 6);
+    let acks = java_produce(env.bootstrap(), &topic, 0, N, 6, 3);
+    let opts = [
+        "--protocol",
+        "consumer",
+        "--remote-assignor",
+        remote_assignor,
+    ];
+    let mut members: Vec<Live> = (0..3)
+        .map(|i| {
+            java_member(
+                &env,
+                &topic,
+                &group,
+                &format!("kip848-{remote_assignor}-m{i}"),
+                &opts,
+            )
+        })
+        .collect();
+    let ends = ends_of(&acks, 6);
+    let refs: Vec<&Live> = members.iter().collect();
+    let sets = wait_for(
+        Duration::from_secs(90),
+        "3 KIP-848 members own 2 partitions each, all records consumed and committed",
+        &refs,
+        || {
+            let sets = settled(&refs, 6)?;
+            if sets.iter().any(|s| s.len() != 2) || all_seen(&refs) < N {
+                return None;
+            }
+            (committed_all(&refs) == ends).then_some(sets)
+        },
+    );
+    let per: Vec<(String, Seen)> = members.iter().map(|m| (m.name.clone(), seen(m))).collect();
+    exactly_once(
+        &format!("KIP-848 {remote_assignor}, 3 members"),
+        &per,
+        &triples(&acks),
+    );
+    progress(&format!(
+        "{N} records consumed once by 3 KIP-848 members: {sets:?}"
+    ));
+
+    // One member leaves (a clean close sends member epoch -1); the others take its partitions.
+    let mut leaving = members.remove(0);
+    let marks: Vec<usize> = members.iter().map(|m| m.json().len()).collect();
+    let mut one = [&mut leaving];
+    close_all(&mut one);
+    let new_acks = java_produce(env.bootstrap(), &topic, N, M, 6, 1);
+    let refs: Vec<&Live> = members.iter().collect();
+    wait_for(
+        Duration::from_secs(60),
+        "the 2 remaining members own all 6 partitions",
+        &refs,
+        || settled(&refs, 6),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the remaining members consumed the new records",
+        &refs,
+        || {
+            let n: usize = members
+                .iter()
+                .zip(&marks)
+                .map(|(m, k)| seen_from(m, *k).len())
+                .sum();
+            (n >= M).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let per: Vec<(String, Seen)> = members
+        .iter()
+        .zip(&marks)
+        .map(|(m, k)| (m.name.clone(), seen_from(m, *k)))
+        .collect();
+    exactly_once(
+        &format!("KIP-848 {remote_assignor}, after a member left"),
+        &per,
+        &triples(&new_acks),
+    );
+    let mut refs: Vec<&mut Live> = members.iter_mut().collect();
+    close_all(&mut refs);
+}
+
+#[test]
+fn java_kip848_uniform() {
+    java_kip848("java_kip848_uniform", "uniform");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 //          [--assignor range|roundrobin|sticky|cooperative-sticky]   (default: the client's default list)
 //          [--instance ID]          group.instance.id (static membership)
 //          [--session-ms N] [--heartbeat-ms N] [--max-poll-records N] [--client-id ID]
+//          [--protocol consumer [--remote-assignor uniform|range]]   KIP-848 instead of classic
 //          [--commit-until N]       commit only the first N records printed (later ones stay uncommitted)
 //          [--stop-after N]         print at most N records (later ones are dropped, never committed)
 //        Offsets are committed (commitSync) after each poll for the records printed, and for the
@@ -164,12 +165,16 @@ public class KelpGroup {
         cp.put(ConsumerConfig.GROUP_ID_CONFIG, opt.get("group"));
         cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        // --protocol consumer selects KIP-848: the broker assigns, and the classic-only settings
+        // (session timeout, heartbeat interval, client-side assignors) are the broker's business.
+        boolean kip848 = "consumer".equals(opt.get("protocol"));
+        cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, kip848 ? "consumer" : "classic");
         if (opt.containsKey("instance")) cp.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, opt.get("instance"));
-        if (opt.containsKey("session-ms")) cp.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, opt.get("session-ms"));
-        if (opt.containsKey("heartbeat-ms")) cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, opt.get("heartbeat-ms"));
+        if (!kip848 && opt.containsKey("session-ms")) cp.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, opt.get("session-ms"));
+        if (!kip848 && opt.containsKey("heartbeat-ms")) cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, opt.get("heartbeat-ms"));
         if (opt.containsKey("max-poll-records")) cp.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, opt.get("max-poll-records"));
-        if (opt.containsKey("assignor")) {
+        if (kip848 && opt.containsKey("remote-assignor")) cp.put(ConsumerConfig.GROUP_REMOTE_ASSIGNOR_CONFIG, opt.get("remote-assignor"));
+        if (!kip848 && opt.containsKey("assignor")) {
             String a = switch (opt.get("assignor")) {
                 case "range" -> RangeAssignor.class.getName();
                 case "roundrobin" -> RoundRobinAssignor.class.getName();
