@@ -809,6 +809,115 @@ mod groups {
     }
 
     #[test]
+    fn a_join_storm_forms_one_generation() {
+        let mut sim = Sim::new();
+        let conns: Vec<ConnectionId> = (10..30).map(ConnectionId).collect();
+        let mut ids = Vec::new();
+        for c in &conns {
+            sim.input(Input::Connected(*c, KStr::from_static("/127.0.0.1")));
+            ids.push(join_new(&mut sim, *c, None));
+            sim.advance(100);
+        }
+        sim.advance(3_000);
+        let results: Vec<JoinGroupResponse> = conns
+            .iter()
+            .map(|c| join_result(&mut sim, *c).expect("every member answered"))
+            .collect();
+        assert!(
+            results
+                .iter()
+                .all(|r| r.error_code == 0 && r.generation_id == 1),
+            "one generation for all"
+        );
+        let leaders: Vec<&JoinGroupResponse> =
+            results.iter().filter(|r| r.leader == r.member_id).collect();
+        assert_eq!(leaders.len(), 1);
+        assert_eq!(leaders[0].members.len(), 20);
+        assert!(
+            results
+                .iter()
+                .filter(|r| r.leader != r.member_id)
+                .all(|r| r.members.is_empty())
+        );
+    }
+
+    #[test]
+    fn a_leader_timing_out_mid_sync_sends_followers_back_to_join() {
+        let mut sim = Sim::new();
+        sim.input(Input::Connected(C2, KStr::from_static("/127.0.0.1")));
+        let a = join_new(&mut sim, C, None);
+        let b = join_new(&mut sim, C2, None);
+        sim.advance(3_000);
+        let ra = join_result(&mut sim, C).unwrap();
+        let rb = join_result(&mut sim, C2).unwrap();
+        let (follower, fc) = if ra.leader.as_str() == a {
+            (b, C2)
+        } else {
+            (a, C)
+        };
+        let _ = rb;
+        sync(&mut sim, fc, &follower, 1, &[]);
+        assert!(sync_result(&mut sim, fc).is_none(), "waits for the leader");
+        // The leader never syncs nor heart-beats: its session (10 s) runs out.
+        sim.advance(10_001);
+        assert_eq!(
+            sync_result(&mut sim, fc).map(|r| r.0),
+            Some(ErrorCode::REBALANCE_IN_PROGRESS.0)
+        );
+        join(&mut sim, fc, &follower, None);
+        let again = join_result(&mut sim, fc).expect("alone now: the rebalance completes at once");
+        assert_eq!(
+            (
+                again.error_code,
+                again.generation_id,
+                again.leader.to_string()
+            ),
+            (0, 2, follower.clone())
+        );
+    }
+
+    #[test]
+    fn a_leader_leaving_during_sync_sends_followers_back_to_join() {
+        let mut sim = Sim::new();
+        sim.input(Input::Connected(C2, KStr::from_static("/127.0.0.1")));
+        let a = join_new(&mut sim, C, None);
+        let b = join_new(&mut sim, C2, None);
+        sim.advance(3_000);
+        let ra = join_result(&mut sim, C).unwrap();
+        join_result(&mut sim, C2).unwrap();
+        let (leader, lc, follower, fc) = if ra.leader.as_str() == a {
+            (a, C, b, C2)
+        } else {
+            (b, C2, a, C)
+        };
+        sync(&mut sim, fc, &follower, 1, &[]);
+        let body = crate::api::leave_group::LeaveGroupRequest {
+            group_id: "g".into(),
+            members: vec![crate::api::leave_group::request::MemberIdentity {
+                member_id: leader.as_str().into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        send_on(&mut sim, lc, 5, RequestBody::LeaveGroup(body));
+        let Some(ResponseBody::LeaveGroup(left)) = take_on(&mut sim, lc, ApiKey::LeaveGroup, 5)
+        else {
+            panic!()
+        };
+        assert_eq!(left.members[0].error_code, 0);
+        assert_eq!(
+            sync_result(&mut sim, fc).map(|r| r.0),
+            Some(ErrorCode::REBALANCE_IN_PROGRESS.0)
+        );
+        join(&mut sim, fc, &follower, None);
+        let again = join_result(&mut sim, fc).unwrap();
+        assert_eq!(
+            (again.generation_id, again.leader.to_string()),
+            (2, follower)
+        );
+    }
+
+    #[test]
     fn join_and_sync_form_a_generation() {
         let mut sim = Sim::new();
         let (leader, follower, generation) = two_member_group(&mut sim);
