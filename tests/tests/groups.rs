@@ -1463,6 +1463,96 @@ fn java_idempotent_producer_connection_cuts() {
     ));
 }
 
+/// The same default (idempotent) Java producer while the gateway is killed with -9 and restarted
+/// under it: the producer retries what it did not hear back about, and the log still holds every
+/// record once, in send order. (Against an external broker there is nothing to kill; the test then
+/// only checks the plain run.)
+#[test]
+fn java_idempotent_producer_across_gateway_kill9() {
+    let test = "java_idempotent_producer_across_gateway_kill9";
+    let Some(mut env) = setup(test, &[Tool::Client(Client::Java), Tool::Kcat]) else {
+        return;
+    };
+    const N: usize = 3000;
+    const P: usize = 3;
+    let topic = env.topic("idemkill");
+    java_topic(&env, &topic, P);
+    let args = [
+        "produce",
+        "--first",
+        "0",
+        "--count",
+        &N.to_string(),
+        "--partitions",
+        &P.to_string(),
+        "--rounds",
+        "60",
+    ];
+    let mut producer = Live::start(
+        "idempotent-producer",
+        &mut java_group(env.bootstrap(), &topic, &args),
+    );
+    // Each "flushed" event means all records so far are acknowledged. Kill the gateway once a third
+    // are: mid-stream by construction.
+    let flushed = |m: &Live| {
+        m.events("flushed")
+            .last()
+            .and_then(|j| j.get("sent").as_i64())
+            .unwrap_or(0) as usize
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "a third of the records acknowledged",
+        &[&producer],
+        || (flushed(&producer) >= N / 3).then_some(()),
+    );
+    let at_kill = flushed(&producer);
+    let restarted = env.gw.kill9_restart();
+    let status = producer.wait_exit(Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the producer finished\n{}",
+        producer.story()
+    );
+    let acks: Vec<Ack> = producer
+        .events("ack")
+        .iter()
+        .map(|j| ack_of(j).expect("an ack line"))
+        .collect();
+    assert_eq!(acks.len(), N, "every record acknowledged");
+    progress(&format!(
+        "gateway killed (-9) and restarted ({restarted}) after {at_kill} of {N} acks"
+    ));
+    assert!(!restarted || at_kill < N, "the kill came before the end");
+    for p in 0..P as i32 {
+        let offs: Vec<i64> = acks
+            .iter()
+            .filter(|a| a.partition == p)
+            .map(|a| a.offset)
+            .collect();
+        assert_eq!(
+            offs,
+            (0..offs.len() as i64).collect::<Vec<_>>(),
+            "partition {p}: acked offsets are 0, 1, 2, ... in send order"
+        );
+    }
+    let log = kcat::consume_all(env.bootstrap(), &topic);
+    for p in 0..P as i32 {
+        let mut mine: Vec<&Record> = log.iter().filter(|r| r.partition == p).collect();
+        mine.sort_by_key(|r| r.offset);
+        let got: Vec<String> = mine
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"")).into_owned())
+            .collect();
+        let want: Vec<String> = acks
+            .iter()
+            .filter(|a| a.partition == p)
+            .map(|a| a.value.clone())
+            .collect();
+        assert_eq!(got, want, "partition {p}: every record once, in send order");
+    }
+}
+
 #[test]
 fn consumer_groups_table_parses() {
     let out = "\nGROUP   TOPIC PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG             CONSUMER-ID            HOST            CLIENT-ID\n\

@@ -20,7 +20,8 @@
 //   produce --count N --partitions P [--first I] [--rounds R]
 //                           a producer with the client's defaults (idempotent, acks=all) sends records
 //                           key "k<i>", value "v<i>" for i in I..I+N-1 to partition i % P, in R rounds
-//                           (flush after each); prints one ack line per record, in send order.
+//                           (flush after each, printing a "flushed" event); then one ack line per
+//                           record, in send order.
 //
 // Output, one JSON line each (logs on stderr):
 //   {"event":"assigned","added":[P..],"partitions":[P..],"generation":G,"member_id":M}   after each rebalance
@@ -116,7 +117,10 @@ public class KelpGroup {
                 ProducerRecord<String, String> r = new ProducerRecord<>(topic, i % partitions, "k" + i, "v" + i);
                 sent.add(r);
                 acks.add(p.send(r));
-                if ((i - first + 1) % perRound == 0) p.flush();
+                if ((i - first + 1) % perRound == 0) {
+                    p.flush();
+                    emit("{\"event\":\"flushed\",\"sent\":" + (i - first + 1) + "}");
+                }
             }
             p.flush();
             for (int k = 0; k < sent.size(); k++) {
