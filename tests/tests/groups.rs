@@ -386,6 +386,16 @@ fn java_cooperative_sticky() {
     java_three_members("java_cooperative_sticky", "cooperative-sticky");
 }
 
+#[test]
+fn java_roundrobin() {
+    java_three_members("java_roundrobin", "roundrobin");
+}
+
+#[test]
+fn java_sticky() {
+    java_three_members("java_sticky", "sticky");
+}
+
 /// KIP-848 (`group.protocol=consumer`, Java 4.x): three members get disjoint server-side
 /// assignments covering every partition and consume every record once; when one leaves, the two
 /// others take over its partitions and consume what is produced next, once.
