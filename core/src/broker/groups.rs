@@ -82,6 +82,19 @@ impl Gateway {
         }
     }
 
+    /// Answers a request that waited in a member.
+    fn respond_parked(&mut self, p: Parked, body: ResponseBody) {
+        self.respond(p.key, p.correlation_id, p.version, p.frame_len, body);
+    }
+
+    fn sync_error(&mut self, p: Parked, code: ErrorCode) {
+        let body = SyncGroupResponse {
+            error_code: code.0,
+            ..Default::default()
+        };
+        self.respond_parked(p, ResponseBody::SyncGroup(body));
+    }
+
     fn join_error(&mut self, parked: Parked, code: ErrorCode, member_id: KStr) {
         let body = JoinGroupResponse {
             error_code: code.0,
@@ -89,13 +102,7 @@ impl Gateway {
             protocol_name: Some(KStr::EMPTY),
             ..Default::default()
         };
-        self.respond(
-            parked.key,
-            parked.correlation_id,
-            parked.version,
-            parked.frame_len,
-            ResponseBody::JoinGroup(body),
-        );
+        self.respond_parked(parked, ResponseBody::JoinGroup(body));
     }
 
     pub(super) fn join_group(
@@ -224,17 +231,7 @@ impl Gateway {
             self.join_error(p, ErrorCode::FENCED_INSTANCE_ID, KStr::EMPTY);
         }
         if let Some(p) = fenced_sync {
-            let body = SyncGroupResponse {
-                error_code: ErrorCode::FENCED_INSTANCE_ID.0,
-                ..Default::default()
-            };
-            self.respond(
-                p.key,
-                p.correlation_id,
-                p.version,
-                p.frame_len,
-                ResponseBody::SyncGroup(body),
-            );
+            self.sync_error(p, ErrorCode::FENCED_INSTANCE_ID);
         }
         // An unchanged member of a stable group (a static member's restart) gets the current
         // generation back: no rebalance.
@@ -274,17 +271,7 @@ impl Gateway {
                 .collect();
         }
         for p in syncs {
-            let body = SyncGroupResponse {
-                error_code: ErrorCode::REBALANCE_IN_PROGRESS.0,
-                ..Default::default()
-            };
-            self.respond(
-                p.key,
-                p.correlation_id,
-                p.version,
-                p.frame_len,
-                ResponseBody::SyncGroup(body),
-            );
+            self.sync_error(p, ErrorCode::REBALANCE_IN_PROGRESS);
         }
     }
 
@@ -358,13 +345,7 @@ impl Gateway {
             members,
             ..Default::default()
         };
-        self.respond(
-            parked.key,
-            parked.correlation_id,
-            parked.version,
-            parked.frame_len,
-            ResponseBody::JoinGroup(body),
-        );
+        self.respond_parked(parked, ResponseBody::JoinGroup(body));
     }
 
     /// Checks that `member_id` of `generation` may act in `group_id` now.
@@ -408,19 +389,7 @@ impl Gateway {
             version,
             frame_len,
         };
-        let fail = |gw: &mut Gateway, code: ErrorCode| {
-            let body = SyncGroupResponse {
-                error_code: code.0,
-                ..Default::default()
-            };
-            gw.respond(
-                key,
-                correlation_id,
-                version,
-                frame_len,
-                ResponseBody::SyncGroup(body),
-            );
-        };
+        let fail = |gw: &mut Gateway, code: ErrorCode| gw.sync_error(parked, code);
         let state = match self.check_member(
             &request.group_id,
             &request.member_id,
@@ -482,13 +451,7 @@ impl Gateway {
             assignment: member.assignment.clone(),
             ..Default::default()
         };
-        self.respond(
-            p.key,
-            p.correlation_id,
-            p.version,
-            p.frame_len,
-            ResponseBody::SyncGroup(body),
-        );
+        self.respond_parked(p, ResponseBody::SyncGroup(body));
     }
 
     fn touch(&mut self, group_id: &KStr, member_id: &KStr) {
