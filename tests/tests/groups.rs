@@ -277,26 +277,22 @@ fn java_member(env: &Env, topic: &str, group: &str, name: &str, extra: &[&str]) 
     Live::start(name, &mut java_group(env.bootstrap(), topic, &args))
 }
 
-fn java_three_members(test: &str, assignor: &str) {
-    let Some(env) = setup(test, &[Tool::Client(Client::Java)]) else {
-        return;
-    };
-    if !env.serves_groups(test) {
-        return;
-    }
+/// Phase 1 of the three-member tests: 600 records on 6 partitions; three members (started with
+/// `opts`) settle with 2 partitions each, consume and commit everything, each record once.
+/// Returns the members, their partition sets, and N.
+fn three_members_consume_once(
+    env: &Env,
+    label: &str,
+    opts: &[&str],
+) -> (Vec<Live>, Vec<BTreeSet<i64>>, String) {
     const N: usize = 600;
-    const M: usize = 120;
-    let topic = env.topic("six");
+    let topic = env.topic(label);
     let group = format!("{topic}-group");
-    java_topic(&env, &topic, 6);
+    java_topic(env, &topic, 6);
     let acks = java_produce(env.bootstrap(), &topic, 0, N, 6, 3);
-    let session = SESSION_MS.to_string();
-    let opts = ["--assignor", assignor, "--session-ms", &session];
-    let mut members: Vec<Live> = (0..3)
-        .map(|i| java_member(&env, &topic, &group, &format!("{assignor}-m{i}"), &opts))
+    let members: Vec<Live> = (0..3)
+        .map(|i| java_member(env, &topic, &group, &format!("{label}-m{i}"), opts))
         .collect();
-
-    // phase 1: every record once; the group settles with 2 partitions per member
     let ends = ends_of(&acks, 6);
     let refs: Vec<&Live> = members.iter().collect();
     let sets = wait_for(
@@ -313,10 +309,25 @@ fn java_three_members(test: &str, assignor: &str) {
         },
     );
     let per: Vec<(String, Seen)> = members.iter().map(|m| (m.name.clone(), seen(m))).collect();
-    exactly_once(&format!("{assignor}, 3 members"), &per, &triples(&acks));
+    exactly_once(&format!("{label}, 3 members"), &per, &triples(&acks));
     progress(&format!(
-        "{N} records consumed once by 3 members ({assignor}): {sets:?}"
+        "{N} records consumed once by 3 members ({label}): {sets:?}"
     ));
+    (members, sets, topic)
+}
+
+fn java_three_members(test: &str, assignor: &str) {
+    let Some(env) = setup(test, &[Tool::Client(Client::Java)]) else {
+        return;
+    };
+    if !env.serves_groups(test) {
+        return;
+    }
+    const N: usize = 600;
+    const M: usize = 120;
+    let session = SESSION_MS.to_string();
+    let opts = ["--assignor", assignor, "--session-ms", &session];
+    let (mut members, sets, topic) = three_members_consume_once(&env, assignor, &opts);
 
     // phase 2: kill -9 one member; the survivors take over its partitions and consume new records
     let victim = 1;
@@ -411,50 +422,14 @@ fn java_kip848(test: &str, remote_assignor: &str) {
     }
     const N: usize = 600;
     const M: usize = 120;
-    let topic = env.topic("kip848");
-    let group = format!("{topic}-group");
-    java_topic(&env, &topic, 6);
-    let acks = java_produce(env.bootstrap(), &topic, 0, N, 6, 3);
     let opts = [
         "--protocol",
         "consumer",
         "--remote-assignor",
         remote_assignor,
     ];
-    let mut members: Vec<Live> = (0..3)
-        .map(|i| {
-            java_member(
-                &env,
-                &topic,
-                &group,
-                &format!("kip848-{remote_assignor}-m{i}"),
-                &opts,
-            )
-        })
-        .collect();
-    let ends = ends_of(&acks, 6);
-    let refs: Vec<&Live> = members.iter().collect();
-    let sets = wait_for(
-        Duration::from_secs(90),
-        "3 KIP-848 members own 2 partitions each, all records consumed and committed",
-        &refs,
-        || {
-            let sets = settled(&refs, 6)?;
-            if sets.iter().any(|s| s.len() != 2) || all_seen(&refs) < N {
-                return None;
-            }
-            (committed_all(&refs) == ends).then_some(sets)
-        },
-    );
-    let per: Vec<(String, Seen)> = members.iter().map(|m| (m.name.clone(), seen(m))).collect();
-    exactly_once(
-        &format!("KIP-848 {remote_assignor}, 3 members"),
-        &per,
-        &triples(&acks),
-    );
-    progress(&format!(
-        "{N} records consumed once by 3 KIP-848 members: {sets:?}"
-    ));
+    let (mut members, _sets, topic) =
+        three_members_consume_once(&env, &format!("kip848-{remote_assignor}"), &opts);
 
     // One member leaves (a clean close sends member epoch -1); the others take its partitions.
     let mut leaving = members.remove(0);
