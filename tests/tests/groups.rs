@@ -1450,8 +1450,10 @@ fn java_idempotent_producer_connection_cuts() {
 
 /// The same default (idempotent) Java producer while the gateway is killed with -9 and restarted
 /// under it: the producer retries what it did not hear back about, and the log still holds every
-/// record once, in send order. (Against an external broker there is nothing to kill; the test then
-/// only checks the plain run.)
+/// record once, in send order. The producer keeps sending until told to stop, which the test does
+/// only once a good share of records has been acknowledged after the restart: the kill lands
+/// mid-stream however fast the machine. (Against an external broker there is nothing to kill; the
+/// test then only checks the plain run.)
 #[test]
 fn java_idempotent_producer_across_gateway_kill9() {
     let test = "java_idempotent_producer_across_gateway_kill9";
@@ -1472,13 +1474,14 @@ fn java_idempotent_producer_across_gateway_kill9() {
         &P.to_string(),
         "--rounds",
         "60",
+        "--until-stop",
+        "yes",
     ];
     let mut producer = Live::start(
         "idempotent-producer",
         &mut java_group(env.bootstrap(), &topic, &args),
     );
-    // Each "flushed" event means all records so far are acknowledged. Kill the gateway once a third
-    // are: mid-stream by construction.
+    // Each "flushed" event means all records so far are acknowledged.
     let flushed = |m: &Live| {
         m.events("flushed")
             .last()
@@ -1493,6 +1496,13 @@ fn java_idempotent_producer_across_gateway_kill9() {
     );
     let at_kill = flushed(&producer);
     let restarted = env.gw.kill9_restart();
+    wait_for(
+        Duration::from_secs(120),
+        "records acknowledged after the restart",
+        &[&producer],
+        || (flushed(&producer) >= at_kill + N / 3).then_some(()),
+    );
+    producer.send("stop");
     let status = producer.wait_exit(Duration::from_secs(120));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -1504,11 +1514,12 @@ fn java_idempotent_producer_across_gateway_kill9() {
         .iter()
         .map(|j| ack_of(j).expect("an ack line"))
         .collect();
-    assert_eq!(acks.len(), N, "every record acknowledged");
+    let sent = flushed(&producer);
+    assert!(sent >= N, "at least {N} records sent, {sent}");
+    assert_eq!(acks.len(), sent, "every record acknowledged");
     progress(&format!(
-        "gateway killed (-9) and restarted ({restarted}) after {at_kill} of {N} acks"
+        "gateway killed (-9) and restarted ({restarted}) after {at_kill} of {sent} acks"
     ));
-    assert!(!restarted || at_kill < N, "the kill came before the end");
     for p in 0..P as i32 {
         let offs: Vec<i64> = acks
             .iter()

@@ -22,6 +22,8 @@
 //                           key "k<i>", value "v<i>" for i in I..I+N-1 to partition i % P, in R rounds
 //                           (flush after each, printing a "flushed" event); then one ack line per
 //                           record, in send order.
+//          [--until-stop yes] go on with more rounds of the same size after N until `stop` or EOF on
+//                           stdin (at least N records are sent)
 //
 // Output, one JSON line each (logs on stderr):
 //   {"event":"assigned","added":[P..],"partitions":[P..],"generation":G,"member_id":M}   after each rebalance
@@ -113,7 +115,24 @@ public class KelpGroup {
         List<ProducerRecord<String, String>> sent = new ArrayList<>();
         try (KafkaProducer<String, String> p = new KafkaProducer<>(pp, new StringSerializer(), new StringSerializer())) {
             int perRound = (count + rounds - 1) / rounds;
-            for (int i = first; i < first + count; i++) {
+            // --until-stop: keep sending rounds past --count until `stop` (or EOF) on stdin, so that
+            // a test can act while records are certainly still in flight however fast the machine
+            java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean(
+                    !opt.containsKey("until-stop"));
+            if (!stop.get()) {
+                Thread t = new Thread(() -> {
+                    try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+                        String line;
+                        while ((line = in.readLine()) != null && !line.trim().equals("stop")) { }
+                    } catch (Exception e) { }
+                    stop.set(true);
+                });
+                t.setDaemon(true);
+                t.start();
+            }
+            for (int i = first; ; i++) {
+                boolean roundEnd = (i - first) % perRound == 0;
+                if (roundEnd && i >= first + count && stop.get()) break;
                 ProducerRecord<String, String> r = new ProducerRecord<>(topic, i % partitions, "k" + i, "v" + i);
                 sent.add(r);
                 acks.add(p.send(r));
