@@ -17,9 +17,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
+    // Without the `grpc` feature only the messages are generated (no tonic in the code).
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .build_client(grpc)
+        .build_server(grpc)
+        // `bytes::Bytes` for every bytes field: record keys and values stay zero-copy slices
+        .bytes(".")
         .compile_with_config(config, &files, &[dir])?;
     Ok(())
 }

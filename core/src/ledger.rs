@@ -211,6 +211,28 @@ impl OffsetLedger {
         Ok(done)
     }
 
+    /// The append in flight stored only its first `records` records (at most all of them): those
+    /// become readable, the other offsets are handed out again.
+    pub fn complete_partial(
+        &mut self,
+        records: u64,
+        position: LogPosition,
+    ) -> Result<AssignedAppend, LedgerError> {
+        let a = self
+            .in_flight
+            .as_mut()
+            .ok_or(LedgerError::NoAppendInFlight)?;
+        if records < a.records {
+            a.bytes = a.bytes * records / a.records.max(1);
+            a.records = records;
+            self.next = a.base_offset.plus(records as i64);
+        }
+        if records == 0 {
+            return self.abort_append();
+        }
+        self.complete_append(position)
+    }
+
     /// The append in flight failed: its offsets are handed out again to the next append.
     pub fn abort_append(&mut self) -> Result<AssignedAppend, LedgerError> {
         let failed = self.in_flight.take().ok_or(LedgerError::NoAppendInFlight)?;

@@ -62,6 +62,7 @@ pub mod error_code;
 pub mod group;
 pub mod ledger;
 pub mod producer;
+pub mod smq;
 pub mod storage;
 pub mod types;
 

@@ -26,12 +26,12 @@
 /// Shared SeaweedMQ types (`schema_pb`): [`schema_pb::Topic`], [`schema_pb::Partition`],
 /// [`schema_pb::RecordValue`], [`schema_pb::Value`], …
 pub mod schema_pb {
-    tonic::include_proto!("schema_pb");
+    include!(concat!(env!("OUT_DIR"), "/schema_pb.rs"));
 }
 
 /// The `SeaweedMessaging` service (`messaging_pb`): client, server trait and messages.
 pub mod messaging_pb {
-    tonic::include_proto!("messaging_pb");
+    include!(concat!(env!("OUT_DIR"), "/messaging_pb.rs"));
 }
 
 /// Slots in the broker's partition ring: a topic with `n` partitions gets `n` consecutive ranges of
@@ -67,8 +67,8 @@ mod tests {
         );
 
         let data = DataMessage {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
+            key: b"k"[..].into(),
+            value: b"v"[..].into(),
             ts_ns: 7,
             ctrl: Some(ControlMessage {
                 is_close: true,
@@ -82,7 +82,7 @@ mod tests {
 
         let req = PublishMessageRequest {
             message: Some(publish_message_request::Message::Data(DataMessage {
-                value: b"v".to_vec(),
+                value: b"v"[..].into(),
                 ..Default::default()
             })),
         };

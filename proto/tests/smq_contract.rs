@@ -507,8 +507,8 @@ async fn contract(weed: &mut Weed) {
 
 fn record(i: i64, base_ts: i64) -> DataMessage {
     DataMessage {
-        key: format!("key-{i}").into_bytes(),
-        value: format!("value-{i}").into_bytes(),
+        key: format!("key-{i}").into_bytes().into(),
+        value: format!("value-{i}").into_bytes().into(),
         ts_ns: base_ts + i,
         ctrl: None,
     }

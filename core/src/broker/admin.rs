@@ -137,6 +137,7 @@ impl Gateway {
             self.storage_for(None, |token| StorageCommand::CreatePartition {
                 token,
                 partition: tp,
+                topic_partitions: partitions,
             });
         }
     }
@@ -351,9 +352,10 @@ impl Gateway {
             frame_len,
             ResponseBody::CreateTopics(response),
             creates,
-            |token, tp| StorageCommand::CreatePartition {
+            |token, tp, topic_partitions| StorageCommand::CreatePartition {
                 token,
                 partition: tp,
+                topic_partitions,
             },
         );
         // After the creates: the storage keeps per-partition order, so partition 0 exists by then.
@@ -430,7 +432,7 @@ impl Gateway {
             frame_len,
             ResponseBody::DeleteTopics(response),
             deletes,
-            |token, tp| StorageCommand::DeletePartition {
+            |token, tp, _| StorageCommand::DeletePartition {
                 token,
                 partition: tp,
             },
@@ -505,9 +507,10 @@ impl Gateway {
             frame_len,
             ResponseBody::CreatePartitions(response),
             creates,
-            |token, tp| StorageCommand::CreatePartition {
+            |token, tp, topic_partitions| StorageCommand::CreatePartition {
                 token,
                 partition: tp,
+                topic_partitions,
             },
         )
     }
@@ -522,7 +525,7 @@ impl Gateway {
         frame_len: usize,
         response: ResponseBody,
         work: Vec<(usize, TopicPartition)>,
-        command: impl Fn(crate::storage::StorageToken, TopicPartition) -> StorageCommand,
+        command: impl Fn(crate::storage::StorageToken, TopicPartition, i32) -> StorageCommand,
     ) -> Option<ResponseBody> {
         if work.is_empty() {
             return Some(response);
@@ -541,7 +544,11 @@ impl Gateway {
             },
         );
         for (ti, tp) in work {
-            self.storage_for(Some((key, (ti, 0))), |token| command(token, tp));
+            // the topic's partition count (after any creation), which SMQ's create needs
+            let count = self.topics.get(&tp.topic).map_or(0, |t| t.partitions.len());
+            self.storage_for(Some((key, (ti, 0))), |token| {
+                command(token, tp, count as i32)
+            });
         }
         None
     }

@@ -384,18 +384,29 @@ impl Gateway {
             return;
         };
         let group = std::mem::take(&mut p.in_flight);
-        let result = match done {
+        // Offsets below `stored_end` are stored: a produce part is answered with success when all
+        // of it is below.
+        let (result, stored_end) = match done {
             StorageCompletion::Appended { position } => match p.ledger.complete_append(position) {
-                Ok(_) => Ok(p.ledger.log_start_offset()),
-                Err(_) => Err(ErrorCode::UNKNOWN_SERVER_ERROR),
+                Ok(_) => (Ok(p.ledger.log_start_offset()), p.ledger.high_watermark()),
+                Err(_) => (Err(ErrorCode::UNKNOWN_SERVER_ERROR), Offset(-1)),
             },
+            StorageCompletion::PartlyAppended { position, records } => {
+                // The stored prefix stays (readers may see it); the rest fails, retriably.
+                let _ = p.ledger.complete_partial(records, position);
+                (
+                    Err(ErrorCode::KAFKA_STORAGE_ERROR),
+                    p.ledger.high_watermark(),
+                )
+            }
             _ => {
                 // The write failed: no offset is kept, and the producer may retry.
                 let _ = p.ledger.abort_append();
-                Err(ErrorCode::KAFKA_STORAGE_ERROR)
+                (Err(ErrorCode::KAFKA_STORAGE_ERROR), Offset(-1))
             }
         };
-        let watchers = if result.is_ok() {
+        let moved = stored_end > Offset(-1);
+        let watchers = if moved {
             std::mem::take(&mut p.watchers)
         } else {
             Vec::new()
@@ -414,18 +425,32 @@ impl Gateway {
                     Some(base)
                 })
                 .collect();
-            if result.is_ok()
-                && let Some(p) = self.partition_mut(&tp)
-            {
+            let end = q.base_offset.unwrap_or_default().plus(q.records() as i64);
+            let result = match result {
+                Err(_) if end <= stored_end => Ok(log_start),
+                r => r,
+            };
+            if let Some(p) = self.partition_mut(&tp) {
                 for ((info, count), base) in q.producers.iter().zip(&q.counts).zip(&bases) {
-                    if let Some((pid, epoch, first)) = *info {
+                    if let Some((pid, epoch, first)) = *info
+                        && base.plus(*count as i64) <= stored_end
+                    {
                         p.producers.record(pid, epoch, first, *count as i32, *base);
                     }
                 }
             }
             for (key, slot, batch) in &q.duplicates {
                 let base = bases.get(*batch).copied().unwrap_or_default();
-                self.produce_part_done(*key, *slot, result.map(|_| (base, log_start)));
+                let stored = q
+                    .counts
+                    .get(*batch)
+                    .is_some_and(|n| base.plus(*n as i64) <= stored_end);
+                let outcome = if stored {
+                    Ok((base, log_start))
+                } else {
+                    result.map(|_| (base, log_start))
+                };
+                self.produce_part_done(*key, *slot, outcome);
             }
             match q.waiter {
                 Some(Waiter::Produce(key, slot)) => {

@@ -418,6 +418,42 @@ fn a_failed_append_leaves_no_offset_hole() {
 }
 
 #[test]
+fn a_partly_stored_append_answers_the_stored_produces_and_keeps_offsets_dense() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.hold = true;
+    sim.produce("t", 0, -1, &["a"]);
+    sim.produce("t", 0, -1, &["b", "c"]);
+    sim.produce("t", 0, -1, &["d"]);
+    // "a" goes alone; "b, c" and "d" wait and leave as one append of two batches
+    for cmd in std::mem::take(&mut sim.held) {
+        let done = sim.storage.perform(&cmd);
+        sim.input(Input::Storage(cmd.token(), done));
+    }
+    // of which only the first batch is stored before the (SMQ) stream breaks
+    sim.storage.partial_append = Some(1);
+    sim.release();
+    assert_eq!(sim.produce_result(), (0, 0));
+    assert_eq!(sim.produce_result(), (0, 1), "b, c: stored, answered");
+    assert_eq!(
+        sim.produce_result().0,
+        ErrorCode::KAFKA_STORAGE_ERROR.0,
+        "d: not stored, retriable"
+    );
+    sim.produce("t", 0, -1, &["e"]);
+    assert_eq!(
+        sim.produce_result(),
+        (0, 3),
+        "d's offset is handed out again"
+    );
+    sim.fetch("t", 0, 0, 0);
+    assert_eq!(
+        sim.fetch_result(),
+        (0, 4, vec!["a".into(), "b".into(), "c".into(), "e".into()])
+    );
+}
+
+#[test]
 fn queued_produces_share_one_append() {
     let mut sim = Sim::new();
     sim.create_topic("t", 1);

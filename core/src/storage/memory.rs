@@ -39,6 +39,9 @@ pub struct MemoryStorage {
     segment_bytes: usize,
     /// Fail every append from now on (to test failure paths).
     pub fail_appends: bool,
+    /// Store only this many batches of the next append and report the rest failed (as SMQ does
+    /// when a publish stream breaks part way).
+    pub partial_append: Option<usize>,
 }
 
 impl Default for MemoryStorage {
@@ -59,6 +62,7 @@ impl MemoryStorage {
             logs: BTreeMap::new(),
             segment_bytes,
             fail_appends: false,
+            partial_append: None,
         }
     }
 
@@ -127,7 +131,9 @@ impl MemoryStorage {
                     segment,
                     byte: active.len() as u64,
                 };
-                for b in batches {
+                let keep = self.partial_append.take();
+                let mut stored = 0u64;
+                for b in batches.iter().take(keep.unwrap_or(usize::MAX)) {
                     active.put_i64(b.base_offset.0);
                     active.put_slice(&b.bytes[8..]);
                     let count = b
@@ -135,8 +141,15 @@ impl MemoryStorage {
                         .get(57..61)
                         .map_or(0, |c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]));
                     log.next_offset = b.base_offset.plus(i64::from(count));
+                    stored += count.max(0) as u64;
                 }
-                StorageCompletion::Appended { position }
+                match keep {
+                    Some(_) => StorageCompletion::PartlyAppended {
+                        position,
+                        records: stored,
+                    },
+                    None => StorageCompletion::Appended { position },
+                }
             }
             StorageCommand::Read {
                 partition,

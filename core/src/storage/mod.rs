@@ -30,6 +30,9 @@ pub enum StorageCommand {
         token: StorageToken,
         /// The partition.
         partition: TopicPartition,
+        /// How many partitions the topic has with this one (SMQ configures a topic's partitions
+        /// all at once, as ranges of its ring).
+        topic_partitions: i32,
     },
     /// Remove the partition's log and all its data.
     DeletePartition {
@@ -137,6 +140,14 @@ pub enum StorageCompletion {
     Appended {
         /// Position of the first batch appended.
         position: LogPosition,
+    },
+    /// `Append` failed after its first `records` records were stored (SMQ acknowledged them before
+    /// the stream broke): those stay in the log, the rest of the append is not stored.
+    PartlyAppended {
+        /// Position of the first batch appended.
+        position: LogPosition,
+        /// Records stored, from the append's first.
+        records: u64,
     },
     /// `Read` done: whole batches (possibly none).
     Read {

@@ -1,0 +1,435 @@
+//! Kafka records ⇄ SMQ `DataMessage`s.
+//!
+//! A Kafka record becomes one `DataMessage`: its key is the Kafka key and its `ts_ns` the Kafka
+//! timestamp in nanoseconds. Its value depends on the [`ValueFormat`]:
+//! - [`ValueFormat::Enriched`] (Kelp's default): a `schema_pb.RecordValue` whose fields are
+//!   `_kafka_offset` (int64), `_kafka_partition` (int32), `_kafka_timestamp` (int64, ms),
+//!   `_kafka_value` (bytes; absent for a null value), `_kafka_headers` (a list of records
+//!   `{key: bytes, value: bytes}`, `value` absent for null; absent when there are none) and
+//!   `_kafka_key_empty` (true only for an empty, non-null key, which the message key alone cannot
+//!   tell from a null one). SMQ-native readers see every Kafka detail, and Kelp can check on every
+//!   read that a record sits at the offset it was given.
+//! - [`ValueFormat::Raw`]: the Kafka value as is, like SeaweedFS's Go gateway writes it (headers and
+//!   the null/empty distinction are lost; the timestamp survives in `ts_ns`).
+//!
+//! Reading accepts both, whatever Kelp writes: a value that decodes as a `RecordValue` with an
+//! int64 `_kafka_offset` is enriched, anything else raw.
+
+use super::messaging_pb::DataMessage;
+use super::schema_pb::{ListValue, RecordValue, Value, value::Kind};
+use crate::codec::CodecError;
+use crate::codec::compression::Compression;
+use crate::codec::record_batch::{BatchHeader, NewRecord, RecordBatch, encode_batch};
+use crate::types::{Offset, TimestampMs};
+use bytes::Bytes;
+use prost::Message;
+use std::collections::HashMap;
+
+/// Field holding the record's Kafka offset.
+pub const OFFSET: &str = "_kafka_offset";
+/// Field holding the Kafka partition.
+pub const PARTITION: &str = "_kafka_partition";
+/// Field holding the Kafka timestamp in milliseconds.
+pub const TIMESTAMP: &str = "_kafka_timestamp";
+/// Field holding the Kafka value (absent for null).
+pub const VALUE: &str = "_kafka_value";
+/// Field holding the headers (absent when there are none).
+pub const HEADERS: &str = "_kafka_headers";
+/// Field set to true when the key is empty rather than null.
+pub const KEY_EMPTY: &str = "_kafka_key_empty";
+/// A header record's key field.
+pub const HEADER_KEY: &str = "key";
+/// A header record's value field (absent for null).
+pub const HEADER_VALUE: &str = "value";
+
+/// How record values are written to SMQ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// A `RecordValue` with the `_kafka_*` fields.
+    #[default]
+    Enriched,
+    /// The Kafka value bytes only.
+    Raw,
+}
+
+/// A Kafka record read back from SMQ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// Its offset.
+    pub offset: Offset,
+    /// Its timestamp.
+    pub timestamp: TimestampMs,
+    /// The key, `None` for null.
+    pub key: Option<Bytes>,
+    /// The value, `None` for null.
+    pub value: Option<Bytes>,
+    /// Headers as (key, value).
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+/// A message read from SMQ that is not the record Kelp expects there.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// An enriched record names another offset than the one it was read at (the broker served the
+    /// wrong data, as weed 4.x can after reloading a partition).
+    #[error("SMQ served the record of offset {found} at offset {expected}")]
+    OffsetMismatch {
+        /// Where it was read.
+        expected: i64,
+        /// What the record says.
+        found: i64,
+    },
+}
+
+fn value(kind: Kind) -> Value {
+    Value { kind: Some(kind) }
+}
+
+/// Nanoseconds of a millisecond timestamp (saturating: Kafka allows any i64).
+pub fn ms_to_ns(ms: i64) -> i64 {
+    ms.saturating_mul(1_000_000)
+}
+
+/// Appends to `out` the SMQ messages of every record of `batch`, whose first record has Kafka
+/// offset `base_offset`. Compressed batches are decompressed (up to `max_decompressed` bytes);
+/// keys and values stay zero-copy slices of the batch.
+pub fn batch_messages(
+    batch: &RecordBatch,
+    base_offset: Offset,
+    partition: i32,
+    format: ValueFormat,
+    max_decompressed: usize,
+    out: &mut Vec<DataMessage>,
+) -> Result<(), CodecError> {
+    let header = batch.header();
+    let records = batch.records(max_decompressed)?;
+    out.reserve(records.len());
+    for r in records.iter() {
+        let r = r?;
+        let offset = base_offset.0.saturating_add(i64::from(r.offset_delta));
+        let timestamp = header.base_timestamp.saturating_add(r.timestamp_delta);
+        let key = r.key.map(|k| records.slice(k));
+        let record_value = r.value.map(|v| records.slice(v));
+        let value = match format {
+            ValueFormat::Raw => record_value.unwrap_or_default(),
+            ValueFormat::Enriched => {
+                let mut fields = HashMap::with_capacity(6);
+                fields.insert(OFFSET.to_string(), value(Kind::Int64Value(offset)));
+                fields.insert(PARTITION.to_string(), value(Kind::Int32Value(partition)));
+                fields.insert(TIMESTAMP.to_string(), value(Kind::Int64Value(timestamp)));
+                if let Some(v) = record_value {
+                    fields.insert(VALUE.to_string(), value(Kind::BytesValue(v)));
+                }
+                if key.as_ref().is_some_and(Bytes::is_empty) {
+                    fields.insert(KEY_EMPTY.to_string(), value(Kind::BoolValue(true)));
+                }
+                if !r.headers.is_empty() {
+                    let values = r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let mut f = HashMap::with_capacity(2);
+                            f.insert(
+                                HEADER_KEY.to_string(),
+                                value(Kind::BytesValue(records.slice(h.key))),
+                            );
+                            if let Some(v) = h.value {
+                                f.insert(
+                                    HEADER_VALUE.to_string(),
+                                    value(Kind::BytesValue(records.slice(v))),
+                                );
+                            }
+                            value(Kind::RecordValue(RecordValue { fields: f }))
+                        })
+                        .collect();
+                    fields.insert(
+                        HEADERS.to_string(),
+                        value(Kind::ListValue(ListValue { values })),
+                    );
+                }
+                Bytes::from(RecordValue { fields }.encode_to_vec())
+            }
+        };
+        out.push(DataMessage {
+            key: key.unwrap_or_default(),
+            value,
+            ts_ns: ms_to_ns(timestamp),
+            ctrl: None,
+        });
+    }
+    Ok(())
+}
+
+fn int64(fields: &HashMap<String, Value>, name: &str) -> Option<i64> {
+    match fields.get(name)?.kind {
+        Some(Kind::Int64Value(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn bytes(fields: &HashMap<String, Value>, name: &str) -> Option<Bytes> {
+    match &fields.get(name)?.kind {
+        Some(Kind::BytesValue(v)) => Some(v.clone()),
+        Some(Kind::StringValue(s)) => Some(Bytes::from(s.clone())),
+        _ => None,
+    }
+}
+
+/// The Kafka record in `message`, read at `offset`.
+pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaRecord, RecordError> {
+    let enriched = RecordValue::decode(message.value.clone())
+        .ok()
+        .filter(|rv| int64(&rv.fields, OFFSET).is_some());
+    let Some(rv) = enriched else {
+        return Ok(KafkaRecord {
+            offset,
+            timestamp: TimestampMs(message.ts_ns / 1_000_000),
+            key: (!message.key.is_empty()).then(|| message.key.clone()),
+            value: Some(message.value.clone()),
+            headers: Vec::new(),
+        });
+    };
+    let f = &rv.fields;
+    let found = int64(f, OFFSET).unwrap_or(offset.0);
+    if found != offset.0 {
+        return Err(RecordError::OffsetMismatch {
+            expected: offset.0,
+            found,
+        });
+    }
+    let key_empty = matches!(
+        f.get(KEY_EMPTY).and_then(|v| v.kind.as_ref()),
+        Some(Kind::BoolValue(true))
+    );
+    let headers = match f.get(HEADERS).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::ListValue(list)) => list
+            .values
+            .iter()
+            .filter_map(|v| match &v.kind {
+                Some(Kind::RecordValue(h)) => Some((
+                    bytes(&h.fields, HEADER_KEY).unwrap_or_default(),
+                    bytes(&h.fields, HEADER_VALUE),
+                )),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(KafkaRecord {
+        offset,
+        timestamp: TimestampMs(int64(f, TIMESTAMP).unwrap_or(message.ts_ns / 1_000_000)),
+        key: (key_empty || !message.key.is_empty()).then(|| message.key.clone()),
+        value: bytes(f, VALUE),
+        headers,
+    })
+}
+
+/// Kafka record batches (v2, uncompressed, CreateTime) of `records`, one per run of consecutive
+/// offsets, concatenated: what a Fetch answers with.
+pub fn encode_records(records: &[KafkaRecord]) -> Result<Bytes, CodecError> {
+    let mut out = bytes::BytesMut::new();
+    let mut rest = records;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .enumerate()
+            .take_while(|(i, r)| r.offset.0 == first.offset.0 + *i as i64)
+            .count();
+        let (batch, tail) = rest.split_at(run);
+        rest = tail;
+        let base = first.timestamp.0;
+        let header = BatchHeader {
+            base_offset: first.offset.0,
+            base_timestamp: base,
+            max_timestamp: batch.iter().map(|r| r.timestamp.0).max().unwrap_or(base),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            ..BatchHeader::default()
+        };
+        let news: Vec<NewRecord> = batch
+            .iter()
+            .map(|r| NewRecord {
+                timestamp_delta: r.timestamp.0.wrapping_sub(base),
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r.headers.clone(),
+            })
+            .collect();
+        out.extend_from_slice(&encode_batch(&header, Compression::None, &news)?);
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::record_batch::Attributes;
+
+    fn batch(compression: Compression) -> RecordBatch {
+        let header = BatchHeader {
+            base_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_002,
+            producer_id: 7,
+            producer_epoch: 1,
+            base_sequence: 0,
+            attributes: Attributes(0),
+            ..BatchHeader::default()
+        };
+        let records = vec![
+            NewRecord {
+                timestamp_delta: 0,
+                key: Some(Bytes::from_static(b"k1")),
+                value: Some(Bytes::from_static(b"v1")),
+                headers: vec![
+                    (Bytes::from_static(b"h"), Some(Bytes::from_static(b"x"))),
+                    (Bytes::from_static(b"n"), None),
+                ],
+            },
+            NewRecord {
+                timestamp_delta: 2,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
+            NewRecord {
+                timestamp_delta: 1,
+                key: Some(Bytes::new()),
+                value: Some(Bytes::new()),
+                headers: vec![],
+            },
+        ];
+        RecordBatch::parse(encode_batch(&header, compression, &records).expect("encodes"))
+            .expect("parses")
+    }
+
+    fn read_back(messages: &[DataMessage], base: i64) -> Vec<KafkaRecord> {
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| message_record(m, Offset(base + i as i64)).expect("reads"))
+            .collect()
+    }
+
+    #[test]
+    fn enriched_records_round_trip_every_detail() {
+        for compression in [Compression::None, Compression::Zstd] {
+            let mut out = Vec::new();
+            batch_messages(
+                &batch(compression),
+                Offset(40),
+                2,
+                ValueFormat::Enriched,
+                1 << 20,
+                &mut out,
+            )
+            .expect("converts");
+            assert_eq!(out.len(), 3);
+            assert_eq!(out[0].key, Bytes::from_static(b"k1"));
+            assert_eq!(out[1].ts_ns, 1_700_000_000_002_000_000);
+            let got = read_back(&out, 40);
+            assert_eq!(got[0].offset, Offset(40));
+            assert_eq!(got[0].timestamp, TimestampMs(1_700_000_000_000));
+            assert_eq!(got[0].key.as_deref(), Some(&b"k1"[..]));
+            assert_eq!(got[0].value.as_deref(), Some(&b"v1"[..]));
+            assert_eq!(
+                got[0].headers,
+                vec![
+                    (Bytes::from_static(b"h"), Some(Bytes::from_static(b"x"))),
+                    (Bytes::from_static(b"n"), None)
+                ]
+            );
+            assert_eq!((got[1].key.clone(), got[1].value.clone()), (None, None));
+            assert_eq!(got[1].timestamp, TimestampMs(1_700_000_000_002));
+            assert_eq!(got[2].key, Some(Bytes::new()), "empty key is not null");
+            assert_eq!(got[2].value, Some(Bytes::new()), "empty value is not null");
+            // the fields SMQ-native readers see
+            let rv = RecordValue::decode(out[0].value.clone()).expect("a RecordValue");
+            assert_eq!(int64(&rv.fields, OFFSET), Some(40));
+            assert!(matches!(
+                rv.fields[PARTITION].kind,
+                Some(Kind::Int32Value(2))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_record_at_the_wrong_offset_is_refused() {
+        let mut out = Vec::new();
+        batch_messages(
+            &batch(Compression::None),
+            Offset(10),
+            0,
+            ValueFormat::Enriched,
+            1 << 20,
+            &mut out,
+        )
+        .expect("converts");
+        assert_eq!(
+            message_record(&out[0], Offset(0)),
+            Err(RecordError::OffsetMismatch {
+                expected: 0,
+                found: 10
+            })
+        );
+    }
+
+    #[test]
+    fn raw_values_are_read_like_the_go_gateway_writes_them() {
+        let mut out = Vec::new();
+        batch_messages(
+            &batch(Compression::None),
+            Offset(0),
+            0,
+            ValueFormat::Raw,
+            1 << 20,
+            &mut out,
+        )
+        .expect("converts");
+        assert_eq!(out[0].value, Bytes::from_static(b"v1"));
+        let got = read_back(&out, 5);
+        assert_eq!(got[0].offset, Offset(5));
+        assert_eq!(got[0].timestamp, TimestampMs(1_700_000_000_000));
+        assert_eq!(got[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(got[0].value.as_deref(), Some(&b"v1"[..]));
+        assert!(got[0].headers.is_empty());
+        // a plain value that is not a RecordValue at all
+        let m = DataMessage {
+            key: Bytes::new(),
+            value: Bytes::from_static(&[0xff, 0xff, 0xff]),
+            ts_ns: 3_000_000,
+            ctrl: None,
+        };
+        let r = message_record(&m, Offset(9)).expect("raw");
+        assert_eq!((r.key, r.timestamp), (None, TimestampMs(3)));
+    }
+
+    #[test]
+    fn fetched_records_become_valid_batches_split_at_gaps() {
+        let mut out = Vec::new();
+        batch_messages(
+            &batch(Compression::None),
+            Offset(0),
+            0,
+            ValueFormat::Enriched,
+            1 << 20,
+            &mut out,
+        )
+        .expect("converts");
+        let mut records = read_back(&out, 0);
+        records[2].offset = Offset(5); // a gap: two batches
+        let bytes = encode_records(&records).expect("encodes");
+        let batches: Vec<RecordBatch> = crate::codec::record_batch::Batches::new(bytes)
+            .map(|b| b.expect("valid batch"))
+            .collect();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].header().base_offset, 0);
+        assert_eq!(batches[0].header().record_count, 2);
+        assert_eq!(batches[0].header().max_timestamp, 1_700_000_000_002);
+        assert_eq!(batches[1].header().base_offset, 5);
+        let recs = batches[0].records(1 << 20).expect("records");
+        let first = recs.iter().next().expect("one").expect("valid");
+        assert_eq!(first.key, Some(&b"k1"[..]));
+        assert_eq!(first.headers.len(), 2);
+    }
+}
