@@ -233,6 +233,22 @@ impl OffsetLedger {
         self.complete_append(position)
     }
 
+    /// The append in flight failed, and the log holds records up to `end` that the ledger did not
+    /// assign: they become readable (with no timestamps known), and appends continue after them.
+    pub fn abort_and_adopt(
+        &mut self,
+        end: Offset,
+        position: LogPosition,
+    ) -> Result<AssignedAppend, LedgerError> {
+        let failed = self.abort_append()?;
+        if end > self.next {
+            let n = (end.0 - self.next.0) as u64;
+            self.begin_append(n, 0, TimestampMs(-1))?;
+            self.complete_append(position)?;
+        }
+        Ok(failed)
+    }
+
     /// The append in flight failed: its offsets are handed out again to the next append.
     pub fn abort_append(&mut self) -> Result<AssignedAppend, LedgerError> {
         let failed = self.in_flight.take().ok_or(LedgerError::NoAppendInFlight)?;

@@ -2,6 +2,8 @@
 //! an optional TOML file, in that order of precedence, with documented defaults.
 
 use clap::Parser;
+use kelp_core::smq::mapping::Namespaces;
+use kelp_core::smq::record::ValueFormat;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::path::PathBuf;
 #[command(
     name = "kelp",
     version,
-    about = "Kafka-compatible gateway (embedded durable log)"
+    about = "Kafka-compatible gateway (embedded durable log or SeaweedMQ)"
 )]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
@@ -28,9 +30,26 @@ pub struct Settings {
     /// Directory of the embedded log [default: ./data].
     #[arg(long, env = "KELP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Storage backend: `local` (the embedded log) [default: local].
+    /// Storage backend: `local` (the embedded log) or `smq://HOST:PORT` (a SeaweedMQ broker's
+    /// gRPC address) [default: local].
     #[arg(long, env = "KELP_BACKEND")]
     pub backend: Option<String>,
+    /// SeaweedMQ broker gRPC address; the same as `--backend smq://HOST:PORT`.
+    #[arg(long, env = "KELP_SMQ_BROKER")]
+    pub smq_broker: Option<String>,
+    /// SMQ namespace of user topics [default: kafka] (Kelp's own topics go to `<it>-system`).
+    #[arg(long, env = "KELP_SMQ_NAMESPACE")]
+    pub smq_namespace: Option<String>,
+    /// How record values are written to SMQ: `enriched` (a RecordValue with the `_kafka_*` fields)
+    /// or `raw` (the value only, as SeaweedFS's Go gateway writes) [default: enriched].
+    #[arg(long, env = "KELP_SMQ_VALUE_FORMAT")]
+    pub smq_value_format: Option<String>,
+    /// Records in flight per SMQ publish stream [default: 4096].
+    #[arg(long, env = "KELP_SMQ_PUBLISH_WINDOW")]
+    pub smq_publish_window: Option<usize>,
+    /// Seconds to wait at start-up for the SMQ broker to be ready [default: 120].
+    #[arg(long, env = "KELP_SMQ_READY_TIMEOUT_S")]
+    pub smq_ready_timeout_s: Option<u64>,
     /// Most client connections at once [default: 10000].
     #[arg(long, env = "KELP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -63,6 +82,7 @@ pub struct Settings {
 /// Settings with every default applied.
 #[derive(Clone, Debug)]
 pub struct Resolved {
+    pub backend: Backend,
     pub listen: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -76,6 +96,30 @@ pub struct Resolved {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Where records are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded log in the data directory.
+    Local,
+    /// A SeaweedMQ broker.
+    Smq(SmqSettings),
+}
+
+/// The SMQ backend's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmqSettings {
+    /// The broker's gRPC address (`host:port`).
+    pub broker: String,
+    /// Where Kafka topics and Kelp's own go.
+    pub namespaces: Namespaces,
+    /// How record values are written.
+    pub format: ValueFormat,
+    /// Records in flight per publish stream.
+    pub window: usize,
+    /// How long to wait for the broker at start-up.
+    pub ready_timeout: std::time::Duration,
 }
 
 /// Why the settings cannot be used.
@@ -119,16 +163,47 @@ impl Settings {
                 self.$field.or(file.$field).unwrap_or($default)
             };
         }
-        let backend = self
+        let smq = self.smq_broker.clone().or(file.smq_broker.clone()).or(self
             .backend
             .clone()
             .or(file.backend.clone())
-            .unwrap_or_else(|| "local".into());
-        if backend != "local" {
-            return Err(ConfigError::Invalid(format!(
-                "backend `{backend}` is not available yet (only `local`)"
-            )));
-        }
+            .filter(|b| b != "local"));
+        let backend = match smq {
+            Some(addr) => {
+                let addr = addr.strip_prefix("smq://").unwrap_or(&addr).to_string();
+                if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend `{addr}`: expected `local` or `smq://HOST:PORT`"
+                    )));
+                }
+                let format = match self
+                    .smq_value_format
+                    .clone()
+                    .or(file.smq_value_format.clone())
+                    .as_deref()
+                {
+                    None | Some("enriched") => ValueFormat::Enriched,
+                    Some("raw") => ValueFormat::Raw,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "smq-value-format `{other}`: expected `enriched` or `raw`"
+                        )));
+                    }
+                };
+                let user = pick!(smq_namespace, "kafka".to_string());
+                Backend::Smq(SmqSettings {
+                    broker: addr,
+                    namespaces: Namespaces {
+                        system: format!("{user}-system"),
+                        user,
+                    },
+                    format,
+                    window: pick!(smq_publish_window, 4096).max(1),
+                    ready_timeout: std::time::Duration::from_secs(pick!(smq_ready_timeout_s, 120)),
+                })
+            }
+            None => Backend::Local,
+        };
         let listen = pick!(listen, SocketAddr::from(([127, 0, 0, 1], 9092)));
         let advertised = self
             .advertised_listener
@@ -154,6 +229,7 @@ impl Settings {
             ));
         }
         Ok(Resolved {
+            backend,
             listen,
             advertised_host: host,
             advertised_port: port,
@@ -195,12 +271,41 @@ mod tests {
         assert_eq!(r.default_partitions, 3);
         assert_eq!(r.segment_bytes, 2000);
         assert!(r.fsync_acks_all);
+        assert_eq!(r.backend, Backend::Local);
+    }
+
+    #[test]
+    fn the_smq_backend_is_chosen_by_either_flag() {
+        for s in [
+            Settings {
+                backend: Some("smq://127.0.0.1:17777".into()),
+                ..Default::default()
+            },
+            Settings {
+                smq_broker: Some("127.0.0.1:17777".into()),
+                smq_value_format: Some("raw".into()),
+                smq_namespace: Some("k".into()),
+                ..Default::default()
+            },
+        ] {
+            let Backend::Smq(smq) = s.resolve().unwrap().backend else {
+                panic!("not smq")
+            };
+            assert_eq!(smq.broker, "127.0.0.1:17777");
+            assert_eq!(smq.namespaces.system, format!("{}-system", smq.namespaces.user));
+        }
     }
 
     #[test]
     fn bad_values_are_reported() {
         let s = Settings {
             backend: Some("smq://x".into()),
+            ..Default::default()
+        };
+        assert!(s.resolve().is_err(), "no port");
+        let s = Settings {
+            backend: Some("smq://127.0.0.1:17777".into()),
+            smq_value_format: Some("json".into()),
             ..Default::default()
         };
         assert!(s.resolve().is_err());

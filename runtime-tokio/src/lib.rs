@@ -6,4 +6,5 @@ pub mod config;
 pub mod file_log;
 pub mod metrics;
 pub mod server;
+pub mod smq;
 pub mod storage;

@@ -11,6 +11,8 @@
 use crate::config::Resolved;
 use crate::file_log;
 use crate::metrics;
+use crate::config::Backend;
+use crate::smq::SmqStorage;
 use crate::storage::{Completion, Storage};
 use bytes::{Bytes, BytesMut};
 use kelp_core::broker::{Config, Gateway, Input, Now, Output};
@@ -65,22 +67,8 @@ impl Clock {
 /// Runs the gateway until SIGTERM/SIGINT, then drains, flushes and returns.
 pub async fn run(settings: Resolved) -> std::io::Result<()> {
     let started = Instant::now();
-    let recovered = file_log::recover_all(&settings.data_dir, settings.segment_bytes)
-        .map_err(std::io::Error::other)?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
-    let mut logs = Vec::new();
-    let mut partitions = Vec::new();
-    for (tp, log, r) in recovered {
-        tracing::info!(partition = %tp, log_start = r.log_start_offset.0, next_offset = r.next_offset.0, "recovered partition");
-        logs.push((tp, log));
-        partitions.push(r);
-    }
-    tracing::info!(
-        partitions = partitions.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "recovery done"
-    );
-    let config = Config {
+    let mut config = Config {
         advertised_host: settings.advertised_host.clone(),
         advertised_port: settings.advertised_port,
         max_frame_bytes: settings.max_frame_bytes,
@@ -91,18 +79,44 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
         ..Config::default()
     };
     let max_decompressed = config.max_decompressed_batch_bytes;
+    let (mut storage, partitions) = match &settings.backend {
+        Backend::Local => {
+            let recovered = file_log::recover_all(&settings.data_dir, settings.segment_bytes)
+                .map_err(std::io::Error::other)?;
+            let mut logs = Vec::new();
+            let mut partitions = Vec::new();
+            for (tp, log, r) in recovered {
+                tracing::info!(partition = %tp, log_start = r.log_start_offset.0, next_offset = r.next_offset.0, "recovered partition");
+                logs.push((tp, log));
+                partitions.push(r);
+            }
+            let storage = Storage::new(
+                settings.data_dir.clone(),
+                settings.segment_bytes,
+                max_decompressed,
+                logs,
+                done_tx,
+            );
+            (Store::Local(storage), partitions)
+        }
+        Backend::Smq(smq) => {
+            config.partitions_fixed = true;
+            let (storage, partitions) = SmqStorage::start(smq, max_decompressed, done_tx)
+                .await
+                .map_err(std::io::Error::other)?;
+            (Store::Smq(storage), partitions)
+        }
+    };
+    tracing::info!(
+        partitions = partitions.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "recovery done"
+    );
     let clock = Clock(Instant::now());
     let mut gateway = Gateway::new(config, partitions, clock.now());
-    let mut storage = Storage::new(
-        settings.data_dir.clone(),
-        settings.segment_bytes,
-        max_decompressed,
-        logs,
-        done_tx,
-    );
 
     let listener = TcpListener::bind(settings.listen).await?;
-    tracing::info!(listen = %settings.listen, advertised = %format!("{}:{}", settings.advertised_host, settings.advertised_port), data_dir = %settings.data_dir.display(), "kelp listening");
+    tracing::info!(listen = %settings.listen, advertised = %format!("{}:{}", settings.advertised_host, settings.advertised_port), backend = ?settings.backend, data_dir = %settings.data_dir.display(), "kelp listening");
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let accept = tokio::spawn(accept_loop(
         listener,
@@ -194,6 +208,28 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
     storage.flush_all().await;
     tracing::info!("flushed; bye");
     Ok(())
+}
+
+/// The storage driver of the configured backend.
+enum Store {
+    Local(Storage),
+    Smq(SmqStorage),
+}
+
+impl Store {
+    fn submit(&mut self, command: kelp_core::storage::StorageCommand) {
+        match self {
+            Store::Local(s) => s.submit(command),
+            Store::Smq(s) => s.submit(command),
+        }
+    }
+
+    /// Makes everything written durable (SMQ: every completed append is already with the broker).
+    async fn flush_all(&self) {
+        if let Store::Local(s) = self {
+            s.flush_all().await;
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -473,6 +473,12 @@ impl Gateway {
             };
             match self.topics.get_mut(&topic.name) {
                 None => r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                Some(_) if self.config.partitions_fixed => {
+                    r.error_code = ErrorCode::INVALID_PARTITIONS.0;
+                    r.error_message = Some(KStr::from_static(
+                        "this gateway's storage cannot add partitions to a topic",
+                    ));
+                }
                 Some(t) if topic.count as i64 <= t.partitions.len() as i64 => {
                     r.error_code = ErrorCode::INVALID_PARTITIONS.0;
                     r.error_message = Some(KStr::from(format!(

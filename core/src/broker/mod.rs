@@ -85,6 +85,9 @@ pub struct Config {
     pub consumer_heartbeat_interval_ms: u64,
     /// KIP-848 member session timeout (Kafka's `group.consumer.session.timeout.ms`).
     pub consumer_session_timeout_ms: u64,
+    /// A topic's partition count cannot grow (SMQ re-ranges a topic's partitions when their count
+    /// changes): CreatePartitions is refused with INVALID_PARTITIONS.
+    pub partitions_fixed: bool,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             consumer_heartbeat_interval_ms: 2_000,
             consumer_session_timeout_ms: 45_000,
+            partitions_fixed: false,
         }
     }
 }

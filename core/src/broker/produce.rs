@@ -386,6 +386,7 @@ impl Gateway {
         let group = std::mem::take(&mut p.in_flight);
         // Offsets below `stored_end` are stored: a produce part is answered with success when all
         // of it is below.
+        let hw_before = p.ledger.high_watermark();
         let (result, stored_end) = match done {
             StorageCompletion::Appended { position } => match p.ledger.complete_append(position) {
                 Ok(_) => (Ok(p.ledger.log_start_offset()), p.ledger.high_watermark()),
@@ -399,14 +400,18 @@ impl Gateway {
                     p.ledger.high_watermark(),
                 )
             }
+            StorageCompletion::Diverged { position, end } => {
+                // Nothing of this append is stored, but the log is longer than the ledger knew.
+                let _ = p.ledger.abort_and_adopt(end, position);
+                (Err(ErrorCode::KAFKA_STORAGE_ERROR), Offset(-1))
+            }
             _ => {
                 // The write failed: no offset is kept, and the producer may retry.
                 let _ = p.ledger.abort_append();
                 (Err(ErrorCode::KAFKA_STORAGE_ERROR), Offset(-1))
             }
         };
-        let moved = stored_end > Offset(-1);
-        let watchers = if moved {
+        let watchers = if p.ledger.high_watermark() > hw_before {
             std::mem::take(&mut p.watchers)
         } else {
             Vec::new()

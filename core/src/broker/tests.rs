@@ -454,6 +454,30 @@ fn a_partly_stored_append_answers_the_stored_produces_and_keeps_offsets_dense() 
 }
 
 #[test]
+fn records_found_beyond_the_ledger_are_adopted_and_appends_continue_after_them() {
+    let mut sim = Sim::new();
+    sim.create_topic("t", 1);
+    sim.produce("t", 0, -1, &["a"]);
+    assert_eq!(sim.produce_result(), (0, 0));
+    sim.hold = true;
+    sim.produce("t", 0, -1, &["b"]);
+    // the backend already holds offsets 1 and 2 (stored, never acknowledged)
+    let held = std::mem::take(&mut sim.held);
+    assert_eq!(held.len(), 1);
+    sim.hold = false;
+    sim.input(Input::Storage(
+        held[0].token(),
+        StorageCompletion::Diverged {
+            position: LogPosition::default(),
+            end: Offset(3),
+        },
+    ));
+    assert_eq!(sim.produce_result().0, ErrorCode::KAFKA_STORAGE_ERROR.0);
+    sim.produce("t", 0, -1, &["b"]);
+    assert_eq!(sim.produce_result(), (0, 3), "no offset is given twice");
+}
+
+#[test]
 fn queued_produces_share_one_append() {
     let mut sim = Sim::new();
     sim.create_topic("t", 1);

@@ -9,6 +9,29 @@ use super::schema_pb;
 
 pub use kelp_proto::RING_SIZE;
 
+/// The SMQ offset of Kafka offset 0: SMQ offset = Kafka offset + `SMQ_OFFSET_BASE` in every
+/// partition Kelp creates (its own ledger topic included).
+///
+/// Why: weed 4.x writes a flushed log file's offset range into its metadata only when the file's
+/// first offset is above 0, and when it reloads a partition (which it does whenever the
+/// partition's last publisher leaves, so after every gateway restart) it takes the partition's end
+/// from those ranges alone. A partition whose flushed data all sits in a file starting at offset 0
+/// then reloads as empty, and `FetchMessage` serves nothing of it. So Kelp starts each partition with
+/// one marker record ([`marker_message`]) at SMQ offset 0, on a publish stream of its own that it
+/// closes before anything else is published: the broker flushes the marker alone, and every later
+/// file starts above 0.
+pub const SMQ_OFFSET_BASE: i64 = 1;
+
+/// The marker record Kelp writes at SMQ offset 0 of each partition it creates.
+pub fn marker_message(ts_ns: i64) -> super::messaging_pb::DataMessage {
+    super::messaging_pb::DataMessage {
+        key: bytes::Bytes::from_static(b"kelp-partition-marker"),
+        value: bytes::Bytes::new(),
+        ts_ns,
+        ctrl: None,
+    }
+}
+
 /// Prefix of Kelp's internal Kafka topics, which live in the system namespace.
 pub const INTERNAL_PREFIX: &str = "__kelp_";
 

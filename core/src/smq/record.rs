@@ -70,7 +70,7 @@ pub struct KafkaRecord {
 /// A message read from SMQ that is not the record Kelp expects there.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    /// An enriched record names another offset than the one it was read at (the broker served the
+    /// An enriched record names a later offset than the one it was read at (the broker served the
     /// wrong data, as weed 4.x can after reloading a partition).
     #[error("SMQ served the record of offset {found} at offset {expected}")]
     OffsetMismatch {
@@ -190,8 +190,11 @@ pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaReco
         });
     };
     let f = &rv.fields;
+    // A record naming a later offset than where it sits is the broker serving the wrong data (weed
+    // 4.x after reloading a partition). An earlier one was stored later than planned (a publish
+    // stream broke after the broker had stored it unacknowledged): it is the record SMQ has there.
     let found = int64(f, OFFSET).unwrap_or(offset.0);
-    if found != offset.0 {
+    if found > offset.0 {
         return Err(RecordError::OffsetMismatch {
             expected: offset.0,
             found,
@@ -372,6 +375,9 @@ mod tests {
                 found: 10
             })
         );
+        // stored later than planned: it is what SMQ holds at offset 12
+        let late = message_record(&out[0], Offset(12)).expect("read at its real offset");
+        assert_eq!(late.offset, Offset(12));
     }
 
     #[test]

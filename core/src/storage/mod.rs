@@ -149,6 +149,15 @@ pub enum StorageCompletion {
         /// Records stored, from the append's first.
         records: u64,
     },
+    /// `Append` failed, nothing of it stored, and the log turned out to end at `end`, beyond where
+    /// the core thought: records it did not know of are there (SMQ stored records whose acks were
+    /// lost with a broken stream). They start at `position` and become part of the log.
+    Diverged {
+        /// Where the unknown records start.
+        position: LogPosition,
+        /// Where the log ends.
+        end: Offset,
+    },
     /// `Read` done: whole batches (possibly none).
     Read {
         /// Concatenated batches.

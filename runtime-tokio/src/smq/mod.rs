@@ -1,0 +1,418 @@
+//! Performs the core's storage commands on SeaweedMQ.
+//!
+//! The decisions live in `kelp_core::smq` (record conversion, the publish session, the ledger
+//! entries and their restore); this module moves their messages over gRPC:
+//! - one writer task per Kafka partition performs its mutating commands in the core's order. An
+//!   append is published on the partition's publish stream ([`publisher`]), every ack checked
+//!   against the offsets the ledger assigned; then its ledger entries go to
+//!   `kafka-system/offset-mappings` (its own publisher), and only then does the append complete;
+//! - reads and time lookups run at once as their own tasks (`FetchMessage` is stateless);
+//! - [`restore`] rebuilds the partitions at start-up from the ledger topic.
+
+pub mod client;
+pub mod publisher;
+pub mod restore;
+
+use crate::config::SmqSettings;
+use crate::storage::Completion;
+use client::Smq;
+use kelp_core::codec::record_batch::RecordBatch;
+use kelp_core::smq::mapping::Namespaces;
+use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position};
+use kelp_core::smq::messaging_pb::DataMessage;
+use kelp_core::smq::publish::{PublishError, PublishEvent};
+use kelp_core::smq::record::{ValueFormat, batch_messages, encode_records, message_record};
+use kelp_core::storage::{
+    AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken,
+};
+use kelp_core::types::{Offset, TimestampMs, TopicPartition};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most messages asked of one `FetchMessage`.
+const FETCH_MESSAGES: usize = 10_000;
+/// Attempts at writing an append's ledger entries before giving up on them.
+const LEDGER_ATTEMPTS: u32 = 8;
+
+/// What the writers share.
+pub(crate) struct Shared {
+    pub(crate) smq: Arc<Smq>,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) format: ValueFormat,
+    pub(crate) window: usize,
+    pub(crate) max_decompressed: usize,
+    /// The ledger topic's publisher.
+    pub(crate) ledger: mpsc::UnboundedSender<publisher::Job>,
+    /// Serialises `ConfigureTopic` calls (a topic's partitions are created together).
+    configure: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Writes ledger entries, retrying with backoff: they are idempotent at restore.
+    pub(crate) async fn write_ledger(&self, entries: &[LedgerEntry]) -> Result<(), String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let mut wait = Duration::from_millis(50);
+        let mut last = String::new();
+        for _ in 0..LEDGER_ATTEMPTS {
+            let messages: Vec<DataMessage> = entries.iter().map(|e| e.to_message(now)).collect();
+            match publisher::publish(&self.ledger, None, messages).await {
+                PublishEvent::Stored { .. } => return Ok(()),
+                PublishEvent::Failed { error, .. } => last = error.to_string(),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(publisher::MAX_BACKOFF);
+        }
+        Err(last)
+    }
+}
+
+/// The SMQ storage driver.
+pub struct SmqStorage {
+    shared: Arc<Shared>,
+    writers: HashMap<TopicPartition, mpsc::UnboundedSender<StorageCommand>>,
+    done: mpsc::UnboundedSender<Completion>,
+}
+
+impl SmqStorage {
+    /// Connects to the broker, waits for it, restores the partitions from the ledger topic and
+    /// returns the driver with what it restored.
+    pub async fn start(
+        settings: &SmqSettings,
+        max_decompressed: usize,
+        done: mpsc::UnboundedSender<Completion>,
+    ) -> Result<(SmqStorage, Vec<kelp_core::storage::RecoveredPartition>), String> {
+        let smq = Arc::new(Smq::new(settings.broker.clone()));
+        smq.wait_ready(settings.ready_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mappings = settings.namespaces.mappings_topic();
+        smq.configure(&mappings, 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        if smq.end_offset(&mappings, 0).await.map_err(|e| e.to_string())? == None {
+            publisher::start_partition(&smq, &mappings, 0).await?;
+        }
+        let ledger = publisher::spawn(smq.clone(), mappings, 0, settings.window);
+        let shared = Arc::new(Shared {
+            smq,
+            namespaces: settings.namespaces.clone(),
+            format: settings.format,
+            window: settings.window,
+            max_decompressed,
+            ledger,
+            configure: tokio::sync::Mutex::new(()),
+        });
+        let partitions = restore::restore(&shared).await?;
+        Ok((
+            SmqStorage {
+                shared,
+                writers: HashMap::new(),
+                done,
+            },
+            partitions,
+        ))
+    }
+
+    /// Starts `command`; its completion arrives on the channel given to [`SmqStorage::start`].
+    pub fn submit(&mut self, command: StorageCommand) {
+        match command {
+            StorageCommand::Read {
+                token,
+                partition,
+                offset,
+                max_bytes,
+                end,
+                ..
+            } => {
+                let shared = self.shared.clone();
+                let done = self.done.clone();
+                tokio::spawn(async move {
+                    let result = read(&shared, &partition, offset, max_bytes, end).await;
+                    let _ = done.send((
+                        token,
+                        result.map_or_else(StorageCompletion::Failed, |batches| {
+                            StorageCompletion::Read { batches }
+                        }),
+                    ));
+                });
+            }
+            StorageCommand::FindByTime {
+                token,
+                partition,
+                timestamp,
+                from,
+                end,
+            } => {
+                let shared = self.shared.clone();
+                let done = self.done.clone();
+                tokio::spawn(async move {
+                    let start = Offset(from.byte as i64);
+                    let result = find_time(&shared, &partition, timestamp, start, end).await;
+                    let _ = done.send((
+                        token,
+                        result.map_or_else(StorageCompletion::Failed, |hit| {
+                            StorageCompletion::Found { hit }
+                        }),
+                    ));
+                });
+            }
+            StorageCommand::CreatePartition { ref partition, .. }
+            | StorageCommand::DeletePartition { ref partition, .. }
+            | StorageCommand::Append { ref partition, .. }
+            | StorageCommand::TruncateBefore { ref partition, .. }
+            | StorageCommand::WriteTopicConfig { ref partition, .. } => {
+                let tp = partition.clone();
+                let tx = self.writers.entry(tp.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(writer(tp, self.shared.clone(), rx, self.done.clone()));
+                    tx
+                });
+                let _ = tx.send(command);
+            }
+        }
+    }
+}
+
+/// One partition's writer: performs its mutating commands in order.
+async fn writer(
+    tp: TopicPartition,
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<StorageCommand>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let mut publisher: Option<mpsc::UnboundedSender<publisher::Job>> = None;
+    while let Some(command) = commands.recv().await {
+        let token: StorageToken = command.token();
+        let completion = match command {
+            StorageCommand::CreatePartition {
+                topic_partitions, ..
+            } => create(&shared, &tp, topic_partitions).await,
+            StorageCommand::DeletePartition { .. } => {
+                publisher = None;
+                ledger_only(&shared, LedgerEntry::Deleted { partition: tp.clone() }).await
+            }
+            StorageCommand::TruncateBefore { offset, .. } => {
+                let entry = LedgerEntry::LogStart {
+                    partition: tp.clone(),
+                    offset,
+                };
+                ledger_only(&shared, entry).await
+            }
+            StorageCommand::WriteTopicConfig { entries, .. } => {
+                let entry = LedgerEntry::TopicConfig {
+                    topic: tp.topic.clone(),
+                    entries,
+                };
+                ledger_only(&shared, entry).await
+            }
+            StorageCommand::Append { batches, .. } => {
+                let p = publisher.get_or_insert_with(|| {
+                    publisher::spawn(
+                        shared.smq.clone(),
+                        topic.clone(),
+                        tp.partition,
+                        shared.window,
+                    )
+                });
+                append(&shared, &tp, p, batches).await
+            }
+            StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
+                StorageCompletion::Failed(StorageError::Io("reads do not go through writers".into()))
+            }
+        };
+        let _ = done.send((token, completion));
+    }
+}
+
+async fn ledger_only(shared: &Shared, entry: LedgerEntry) -> StorageCompletion {
+    match shared.write_ledger(&[entry]).await {
+        Ok(()) => StorageCompletion::Done,
+        Err(e) => StorageCompletion::Failed(StorageError::Io(format!("SMQ ledger: {e}"))),
+    }
+}
+
+async fn create(shared: &Shared, tp: &TopicPartition, count: i32) -> StorageCompletion {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let configured = {
+        let _one_at_a_time = shared.configure.lock().await;
+        shared.smq.configure(&topic, count).await
+    };
+    if let Err(e) = configured {
+        return StorageCompletion::Failed(StorageError::Io(e.to_string()));
+    }
+    // SMQ cannot delete data: a topic deleted in Kelp and created again would find its old records
+    let mut end = shared.smq.end_offset(&topic, tp.partition).await;
+    if let Ok(None) = end {
+        if let Err(e) = publisher::start_partition(&shared.smq, &topic, tp.partition).await {
+            return StorageCompletion::Failed(StorageError::Io(e));
+        }
+        end = shared.smq.end_offset(&topic, tp.partition).await;
+    }
+    match end {
+        Ok(Some(0)) => {}
+        Ok(None) => {
+            return StorageCompletion::Failed(StorageError::Io(format!(
+                "SMQ topic {}/{} partition {}: its marker record is missing",
+                topic.namespace, topic.name, tp.partition
+            )));
+        }
+        Ok(Some(n)) => {
+            return StorageCompletion::Failed(StorageError::Io(format!(
+                "SMQ topic {}/{} partition {} already holds {n} records (SMQ cannot delete data): \
+                 choose another topic name",
+                topic.namespace, topic.name, tp.partition
+            )));
+        }
+        Err(e) => return StorageCompletion::Failed(StorageError::Io(e.to_string())),
+    }
+    ledger_only(
+        shared,
+        LedgerEntry::Created {
+            partition: tp.clone(),
+            offset: Offset(0),
+        },
+    )
+    .await
+}
+
+async fn append(
+    shared: &Shared,
+    tp: &TopicPartition,
+    publisher: &mpsc::UnboundedSender<publisher::Job>,
+    batches: Vec<AppendBatch>,
+) -> StorageCompletion {
+    let Some(first) = batches.first().map(|b| b.base_offset) else {
+        return StorageCompletion::Failed(StorageError::Io("empty append".into()));
+    };
+    let mut messages = Vec::new();
+    let mut parsed = Vec::with_capacity(batches.len());
+    for b in &batches {
+        let batch = match RecordBatch::parse(b.bytes.clone()) {
+            Ok(batch) => batch,
+            Err(e) => return StorageCompletion::Failed(StorageError::Corrupt(e.to_string())),
+        };
+        if let Err(e) = batch_messages(
+            &batch,
+            b.base_offset,
+            tp.partition,
+            shared.format,
+            shared.max_decompressed,
+            &mut messages,
+        ) {
+            return StorageCompletion::Failed(StorageError::Corrupt(e.to_string()));
+        }
+        parsed.push((batch.header().clone(), b.base_offset, b.bytes.len() as u64));
+    }
+    let total = messages.len() as u64;
+    let (stored, ack_ts, error) =
+        match publisher::publish(publisher, Some(first.0), messages).await {
+            PublishEvent::Stored { last_ack_ts_ns, .. } => (total, last_ack_ts_ns, None),
+            PublishEvent::Failed { stored, error, .. } => (stored, 0, Some(error)),
+        };
+    // ledger entries for the batches stored whole (a partly stored batch is left to the restore,
+    // which finds its records beyond the ledger's end)
+    let end = first.plus(stored as i64);
+    let entries: Vec<LedgerEntry> = parsed
+        .iter()
+        .filter(|(h, base, _)| base.plus(i64::from(h.record_count)) <= end)
+        .map(|(h, base, bytes)| batch_entry(tp, h, *base, *bytes, ack_ts))
+        .collect();
+    let ledger = if entries.is_empty() {
+        Ok(())
+    } else {
+        shared.write_ledger(&entries).await
+    };
+    if let Err(e) = &ledger {
+        tracing::error!(partition = %tp, error = %e, "SMQ ledger entries not written; a restart restores these offsets without their timestamps");
+    }
+    match error {
+        None => StorageCompletion::Appended {
+            position: position(first),
+        },
+        Some(PublishError::OffsetMismatch { expected, assigned })
+            if stored == 0 && expected == first.0 && assigned > expected =>
+        {
+            // SMQ holds records beyond the ledger (stored, their acks lost): adopt them
+            tracing::warn!(partition = %tp, from = expected, to = assigned, "adopting records SMQ stored without acknowledging them");
+            StorageCompletion::Diverged {
+                position: position(first),
+                end: Offset(assigned),
+            }
+        }
+        Some(e) if stored == 0 => StorageCompletion::Failed(StorageError::Io(e.to_string())),
+        Some(_) => StorageCompletion::PartlyAppended {
+            position: position(first),
+            records: stored,
+        },
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(e.to_string())
+}
+
+/// Reads records `offset..end` (about `max_bytes` of them, at least one) as Kafka batches.
+async fn read(
+    shared: &Shared,
+    tp: &TopicPartition,
+    offset: Offset,
+    max_bytes: usize,
+    end: Offset,
+) -> Result<bytes::Bytes, StorageError> {
+    if offset >= end {
+        return Ok(bytes::Bytes::new());
+    }
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let wanted = ((end.0 - offset.0) as usize).min(FETCH_MESSAGES);
+    let response = shared
+        .smq
+        .fetch(&topic, tp.partition, offset.0, max_bytes.max(1), wanted)
+        .await
+        .map_err(io)?;
+    let records = response
+        .messages
+        .iter()
+        .take(wanted)
+        .enumerate()
+        .map(|(k, m)| message_record(m, offset.plus(k as i64)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?;
+    encode_records(&records).map_err(io)
+}
+
+/// The first record at or after `start` (and before `end`) with a timestamp >= `timestamp`.
+async fn find_time(
+    shared: &Shared,
+    tp: &TopicPartition,
+    timestamp: TimestampMs,
+    start: Offset,
+    end: Offset,
+) -> Result<Option<(Offset, TimestampMs)>, StorageError> {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let mut at = start;
+    while at < end {
+        let wanted = ((end.0 - at.0) as usize).min(FETCH_MESSAGES);
+        let response = shared
+            .smq
+            .fetch(&topic, tp.partition, at.0, 16 << 20, wanted)
+            .await
+            .map_err(io)?;
+        if response.messages.is_empty() {
+            break;
+        }
+        for (k, m) in response.messages.iter().take(wanted).enumerate() {
+            let r = message_record(m, at.plus(k as i64))
+                .map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?;
+            if r.timestamp >= timestamp {
+                return Ok(Some((r.offset, r.timestamp)));
+            }
+        }
+        at = at.plus(response.messages.len().min(wanted) as i64);
+    }
+    Ok(None)
+}

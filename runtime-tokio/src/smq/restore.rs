@@ -1,0 +1,135 @@
+//! Start-up on SMQ: the partitions rebuilt from the ledger topic, reconciled with each partition's
+//! high watermark (`GetPartitionRangeInfo`) instead of a scan of the data.
+
+use super::Shared;
+use kelp_core::smq::mappings::{LedgerEntry, Reconcile, Restore, tail_entry};
+use kelp_core::smq::record::message_record;
+use kelp_core::storage::RecoveredPartition;
+use kelp_core::types::Offset;
+use std::time::Instant;
+
+/// Bytes asked of one `FetchMessage` while reading the ledger.
+const LEDGER_FETCH_BYTES: usize = 32 << 20;
+
+/// Reads the ledger topic and returns the partitions it describes.
+pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, String> {
+    let started = Instant::now();
+    let smq = &shared.smq;
+    let ledger_topic = shared.namespaces.mappings_topic();
+    let end = smq
+        .end_offset(&ledger_topic, 0)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let mut restore = Restore::default();
+    let mut at = 0i64;
+    let mut unreadable = 0u64;
+    while at < end {
+        let wanted = (end - at).min(super::FETCH_MESSAGES as i64) as usize;
+        let response = smq
+            .fetch(&ledger_topic, 0, at, LEDGER_FETCH_BYTES, wanted)
+            .await
+            .map_err(|e| format!("reading the ledger topic at {at}: {e}"))?;
+        if response.messages.is_empty() {
+            return Err(format!(
+                "the ledger topic ends at {end} but SMQ serves nothing at offset {at}"
+            ));
+        }
+        for m in response.messages.iter().take(wanted) {
+            match LedgerEntry::from_message(m) {
+                Ok(entry) => restore.apply(entry),
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::warn!(offset = at, error = %e, "skipping a ledger entry");
+                }
+            }
+            at += 1;
+        }
+    }
+    let read_ms = started.elapsed().as_millis() as u64;
+
+    // Reconcile each partition with what SMQ holds.
+    let partitions: Vec<_> = restore.partitions().cloned().collect();
+    let mut adopted = 0u64;
+    for tp in &partitions {
+        let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+        let hwm = match smq.end_offset(&topic, tp.partition).await {
+            Ok(h) => h.unwrap_or(0),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "cannot read the SMQ partition's high watermark; its appends will fail until it answers");
+                continue;
+            }
+        };
+        match restore.reconcile(tp, hwm) {
+            Reconcile::Consistent => {}
+            Reconcile::UnmappedTail { from, to } => {
+                // published, never answered (a crash before the ledger write): they are in SMQ at
+                // these offsets, so they are part of the log
+                let records = read_tail(shared, tp, from, to).await?;
+                if let Some(entry) = tail_entry(tp, &records) {
+                    adopted += records.len() as u64;
+                    shared
+                        .write_ledger(std::slice::from_ref(&entry))
+                        .await
+                        .map_err(|e| format!("writing the ledger entry of {tp}'s tail: {e}"))?;
+                    restore.apply(entry);
+                }
+                tracing::info!(partition = %tp, from = from.0, to = to.0, "adopted records SMQ holds beyond the ledger");
+            }
+            Reconcile::Rewound {
+                ledger_end,
+                smq_end,
+            } => {
+                tracing::error!(
+                    partition = %tp,
+                    ledger_end = ledger_end.0,
+                    smq_end = smq_end.0,
+                    "SMQ holds fewer records than Kelp acknowledged (the broker lost data, e.g. a \
+                     crash within its flush interval); appends to this partition fail rather than \
+                     reuse acknowledged offsets"
+                );
+            }
+        }
+    }
+    let entries = restore.entries;
+    let skipped = restore.skipped;
+    let restored = restore.finish();
+    tracing::info!(
+        ledger_entries = entries,
+        duplicate_entries = skipped,
+        unreadable,
+        partitions = restored.len(),
+        adopted_records = adopted,
+        read_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "restored the offset ledger from SMQ"
+    );
+    Ok(restored)
+}
+
+async fn read_tail(
+    shared: &Shared,
+    tp: &kelp_core::types::TopicPartition,
+    from: Offset,
+    to: Offset,
+) -> Result<Vec<kelp_core::smq::record::KafkaRecord>, String> {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let mut records = Vec::new();
+    let mut at = from;
+    while at < to {
+        let wanted = ((to.0 - at.0) as usize).min(super::FETCH_MESSAGES);
+        let response = shared
+            .smq
+            .fetch(&topic, tp.partition, at.0, LEDGER_FETCH_BYTES, wanted)
+            .await
+            .map_err(|e| format!("reading {tp} at {at:?}: {e}"))?;
+        if response.messages.is_empty() {
+            break;
+        }
+        for m in response.messages.iter().take(wanted) {
+            records.push(message_record(m, at).map_err(|e| format!("{tp}: {e}"))?);
+            at = at.plus(1);
+        }
+    }
+    Ok(records)
+}
