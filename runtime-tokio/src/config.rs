@@ -50,6 +50,10 @@ pub struct Settings {
     /// Seconds to wait at start-up for the SMQ broker to be ready [default: 120].
     #[arg(long, env = "KELP_SMQ_READY_TIMEOUT_S")]
     pub smq_ready_timeout_s: Option<u64>,
+    /// Milliseconds to wait at start-up before publishing to SMQ, so that the broker has unloaded
+    /// the partitions of a crashed predecessor [default: 1000].
+    #[arg(long, env = "KELP_SMQ_STARTUP_GRACE_MS")]
+    pub smq_startup_grace_ms: Option<u64>,
     /// Most client connections at once [default: 10000].
     #[arg(long, env = "KELP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -120,6 +124,8 @@ pub struct SmqSettings {
     pub window: usize,
     /// How long to wait for the broker at start-up.
     pub ready_timeout: std::time::Duration,
+    /// How long to wait before the first publish (a crashed predecessor's partitions unload).
+    pub startup_grace: std::time::Duration,
 }
 
 /// Why the settings cannot be used.
@@ -200,6 +206,10 @@ impl Settings {
                     format,
                     window: pick!(smq_publish_window, 4096).max(1),
                     ready_timeout: std::time::Duration::from_secs(pick!(smq_ready_timeout_s, 120)),
+                    startup_grace: std::time::Duration::from_millis(pick!(
+                        smq_startup_grace_ms,
+                        1000
+                    )),
                 })
             }
             None => Backend::Local,
@@ -292,7 +302,10 @@ mod tests {
                 panic!("not smq")
             };
             assert_eq!(smq.broker, "127.0.0.1:17777");
-            assert_eq!(smq.namespaces.system, format!("{}-system", smq.namespaces.user));
+            assert_eq!(
+                smq.namespaces.system,
+                format!("{}-system", smq.namespaces.user)
+            );
         }
     }
 

@@ -8,10 +8,10 @@
 //! owner and needs no locks: ordering questions (dense offsets, high watermark before reads) are
 //! settled inside the core, where the simulation tests check them.
 
+use crate::config::Backend;
 use crate::config::Resolved;
 use crate::file_log;
 use crate::metrics;
-use crate::config::Backend;
 use crate::smq::SmqStorage;
 use crate::storage::{Completion, Storage};
 use bytes::{Bytes, BytesMut};

@@ -1,5 +1,9 @@
 //! The server under test: the `kelp` binary started on a free loopback port with a fresh data
 //! directory (killed when dropped), or an already running broker named by `KELP_E2E_BOOTSTRAP`.
+//!
+//! With `KELP_E2E_SMQ=host:port` the spawned gateway stores its records in that SeaweedMQ broker
+//! (`--backend smq://host:port`), each gateway in SMQ namespaces of its own, so tests sharing one
+//! `weed` never see each other's topics.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ pub struct Gateway {
     /// binary and data dir of a spawned gateway, for [`Gateway::kill9_restart`]
     bin: Option<PathBuf>,
     data: Option<PathBuf>,
+    /// `--backend smq://… --smq-namespace …` when testing the SMQ backend
+    backend: Vec<String>,
     /// data dir and log; removed on drop unless KELP_E2E_KEEP=1
     _dir: Option<TempDir>,
 }
@@ -71,6 +77,18 @@ pub fn find_binary() -> Result<PathBuf, String> {
     })
 }
 
+/// A number no other call in this process returns.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether spawned gateways store their records in SMQ (`KELP_E2E_SMQ`).
+pub fn smq_backend() -> bool {
+    std::env::var("KELP_E2E_SMQ").is_ok_and(|b| !b.is_empty())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -93,6 +111,7 @@ impl Gateway {
                 log: None,
                 bin: None,
                 data: None,
+                backend: Vec::new(),
                 _dir: None,
             });
         }
@@ -125,12 +144,23 @@ impl Gateway {
         let log = dir.path().join("kelp.log");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        let backend = match std::env::var("KELP_E2E_SMQ") {
+            Ok(broker) if !broker.is_empty() => vec![
+                "--backend".to_string(),
+                format!("smq://{broker}"),
+                "--smq-namespace".to_string(),
+                // unique per gateway: one weed serves every test
+                format!("e2e-{}-{port}-{}", std::process::id(), unique()),
+            ],
+            _ => Vec::new(),
+        };
         let mut gw = Gateway {
             bootstrap: addr,
             child: None,
             log: Some(log),
             bin: Some(bin.to_path_buf()),
             data: Some(data),
+            backend,
             _dir: Some(dir),
         };
         gw.launch();
@@ -159,6 +189,7 @@ impl Gateway {
             "--data-dir",
         ])
         .arg(data)
+        .args(&self.backend)
         .stdin(Stdio::null())
         .stdout(f.try_clone().expect("dup log"))
         .stderr(f);

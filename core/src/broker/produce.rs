@@ -400,9 +400,16 @@ impl Gateway {
                     p.ledger.high_watermark(),
                 )
             }
-            StorageCompletion::Diverged { position, end } => {
+            StorageCompletion::Diverged {
+                position,
+                end,
+                producers,
+            } => {
                 // Nothing of this append is stored, but the log is longer than the ledger knew.
                 let _ = p.ledger.abort_and_adopt(end, position);
+                for (pid, epoch, first, count, base) in producers {
+                    p.producers.record(pid, epoch, first, count, base);
+                }
                 (Err(ErrorCode::KAFKA_STORAGE_ERROR), Offset(-1))
             }
             _ => {

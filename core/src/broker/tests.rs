@@ -470,6 +470,7 @@ fn records_found_beyond_the_ledger_are_adopted_and_appends_continue_after_them()
         StorageCompletion::Diverged {
             position: LogPosition::default(),
             end: Offset(3),
+            producers: Vec::new(),
         },
     ));
     assert_eq!(sim.produce_result().0, ErrorCode::KAFKA_STORAGE_ERROR.0);

@@ -11,7 +11,7 @@
 //! each partition's high watermark (`GetPartitionRangeInfo`) and lets [`Restore::reconcile`] compare:
 //! equal is the normal case; SMQ ahead means records were published whose produce was never
 //! answered (a crash in between): the runtime reads just those records and adds an entry for them
-//! ([`tail_entry`]), since they are in SMQ at those offsets and a reader would see them; SMQ behind
+//! ([`tail_entries`]), since they are in SMQ at those offsets and a reader would see them; SMQ behind
 //! means the broker lost acknowledged records (it checkpoints offsets apart from data), which Kelp
 //! reports and refuses to paper over, since the next appends would be given offsets already used.
 
@@ -294,26 +294,51 @@ pub fn batch_entry(
     }
 }
 
-/// The entry for records found in SMQ beyond the ledger's end (`records` consecutive from it).
-pub fn tail_entry(partition: &TopicPartition, records: &[KafkaRecord]) -> Option<LedgerEntry> {
-    let first = records.first()?;
-    let bytes = records
-        .iter()
-        .map(|r| {
-            let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-            (len(&r.key) + len(&r.value) + 16) as u64
-        })
-        .sum();
-    Some(LedgerEntry::Batch {
-        partition: partition.clone(),
-        base_offset: first.offset,
-        count: records.len() as u32,
-        first_ts_ns: ms_to_ns(first.timestamp.0),
-        last_ts_ns: ms_to_ns(records.iter().map(|r| r.timestamp.0).max().unwrap_or(0)),
-        smq_ts_ns: 0,
-        bytes,
-        producer: None,
-    })
+/// The entries for records found in SMQ beyond the ledger's end (`records` consecutive from it):
+/// one per idempotent batch that is there whole (so that its producer's retry is answered as a
+/// duplicate), one per run of other records (plain producers, batches cut short).
+pub fn tail_entries(partition: &TopicPartition, records: &[KafkaRecord]) -> Vec<LedgerEntry> {
+    let mut entries = Vec::new();
+    let mut rest = records;
+    while let Some(first) = rest.first() {
+        let whole = first.batch.filter(|b| {
+            b.base_offset == first.offset.0
+                && b.records > 0
+                && rest.len() >= b.records as usize
+                && rest[..b.records as usize]
+                    .iter()
+                    .all(|r| r.batch == Some(*b))
+        });
+        let n = match whole {
+            Some(b) => b.records as usize,
+            None => {
+                1 + rest[1..]
+                    .iter()
+                    .take_while(|r| r.batch.is_none_or(|b| b.base_offset != r.offset.0))
+                    .count()
+            }
+        };
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        let bytes = run
+            .iter()
+            .map(|r| {
+                let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+                (len(&r.key) + len(&r.value) + 16) as u64
+            })
+            .sum();
+        entries.push(LedgerEntry::Batch {
+            partition: partition.clone(),
+            base_offset: first.offset,
+            count: run.len() as u32,
+            first_ts_ns: ms_to_ns(first.timestamp.0),
+            last_ts_ns: ms_to_ns(run.iter().map(|r| r.timestamp.0).max().unwrap_or(0)),
+            smq_ts_ns: 0,
+            bytes,
+            producer: whole.map(|b| (b.producer_id, b.epoch, b.base_sequence)),
+        });
+    }
+    entries
 }
 
 /// The position the SMQ backend gives an offset: SMQ reads by offset, so the offset itself.
@@ -335,7 +360,7 @@ struct PartitionRestore {
 pub enum Reconcile {
     /// The ledger ends where SMQ does.
     Consistent,
-    /// SMQ holds `from..to` that no entry maps: read them and add a [`tail_entry`].
+    /// SMQ holds `from..to` that no entry maps: read them and add their [`tail_entries`].
     UnmappedTail {
         /// The ledger's end.
         from: Offset,
@@ -645,27 +670,47 @@ mod tests {
     }
 
     #[test]
-    fn tail_entries_cover_the_records_found() {
-        let recs: Vec<KafkaRecord> = (3..6)
+    fn tail_entries_cover_the_records_found_with_whole_idempotent_batches() {
+        use crate::smq::record::ProducedBatch;
+        let batch = |base_offset: i64, records: i32| ProducedBatch {
+            producer_id: 9,
+            epoch: 0,
+            base_sequence: base_offset as i32,
+            base_offset,
+            records,
+        };
+        // 3: plain, 4..6: a whole batch, 6..8: a batch of 3 cut short
+        let recs: Vec<KafkaRecord> = (3..8)
             .map(|o| KafkaRecord {
                 offset: Offset(o),
                 timestamp: TimestampMs(o * 10),
                 key: None,
                 value: Some(Bytes::from_static(b"abc")),
                 headers: Vec::new(),
+                batch: match o {
+                    3 => None,
+                    4 | 5 => Some(batch(4, 2)),
+                    _ => Some(batch(6, 3)),
+                },
             })
             .collect();
-        let e = tail_entry(&tp(2), &recs).expect("an entry");
-        assert!(matches!(
-            e,
-            LedgerEntry::Batch {
-                base_offset: Offset(3),
-                count: 3,
-                last_ts_ns: 50_000_000,
-                producer: None,
-                ..
-            }
-        ));
-        assert_eq!(tail_entry(&tp(2), &[]), None);
+        let e = tail_entries(&tp(2), &recs);
+        let summary: Vec<(i64, u32, Option<ProducerBatch>)> = e
+            .iter()
+            .map(|e| match e {
+                LedgerEntry::Batch {
+                    base_offset,
+                    count,
+                    producer,
+                    ..
+                } => (base_offset.0, *count, *producer),
+                _ => panic!("not a batch"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(3, 1, None), (4, 2, Some((9, 0, 4))), (6, 2, None)]
+        );
+        assert!(tail_entries(&tp(2), &[]).is_empty());
     }
 }

@@ -37,6 +37,16 @@ pub const VALUE: &str = "_kafka_value";
 pub const HEADERS: &str = "_kafka_headers";
 /// Field set to true when the key is empty rather than null.
 pub const KEY_EMPTY: &str = "_kafka_key_empty";
+/// Field holding an idempotent producer's id (the next four only for idempotent batches).
+pub const PRODUCER_ID: &str = "_kafka_producer_id";
+/// Field holding the producer's epoch.
+pub const PRODUCER_EPOCH: &str = "_kafka_producer_epoch";
+/// Field holding the first sequence of the record's batch.
+pub const BASE_SEQUENCE: &str = "_kafka_base_sequence";
+/// Field holding the offset of the first record of the record's batch.
+pub const BATCH_OFFSET: &str = "_kafka_batch_offset";
+/// Field holding the number of records in the record's batch.
+pub const BATCH_RECORDS: &str = "_kafka_batch_records";
 /// A header record's key field.
 pub const HEADER_KEY: &str = "key";
 /// A header record's value field (absent for null).
@@ -65,6 +75,24 @@ pub struct KafkaRecord {
     pub value: Option<Bytes>,
     /// Headers as (key, value).
     pub headers: Vec<(Bytes, Option<Bytes>)>,
+    /// The idempotent batch it was produced in.
+    pub batch: Option<ProducedBatch>,
+}
+
+/// The idempotent batch a record came in: with it, a restart finds out which batches SMQ holds
+/// whose produce was never answered, and answers their retries as duplicates, as Kafka does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducedBatch {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// The batch's first sequence.
+    pub base_sequence: i32,
+    /// The batch's first offset.
+    pub base_offset: i64,
+    /// Records in the batch.
+    pub records: i32,
 }
 
 /// A message read from SMQ that is not the record Kelp expects there.
@@ -120,6 +148,18 @@ pub fn batch_messages(
                 if let Some(v) = record_value {
                     fields.insert(VALUE.to_string(), value(Kind::BytesValue(v)));
                 }
+                if header.producer_id >= 0 {
+                    let int32 = |n: i32| value(Kind::Int32Value(n));
+                    let int64 = |n: i64| value(Kind::Int64Value(n));
+                    fields.insert(PRODUCER_ID.to_string(), int64(header.producer_id));
+                    fields.insert(
+                        PRODUCER_EPOCH.to_string(),
+                        int32(i32::from(header.producer_epoch)),
+                    );
+                    fields.insert(BASE_SEQUENCE.to_string(), int32(header.base_sequence));
+                    fields.insert(BATCH_OFFSET.to_string(), int64(base_offset.0));
+                    fields.insert(BATCH_RECORDS.to_string(), int32(header.record_count));
+                }
                 if key.as_ref().is_some_and(Bytes::is_empty) {
                     fields.insert(KEY_EMPTY.to_string(), value(Kind::BoolValue(true)));
                 }
@@ -167,6 +207,13 @@ fn int64(fields: &HashMap<String, Value>, name: &str) -> Option<i64> {
     }
 }
 
+fn int32(fields: &HashMap<String, Value>, name: &str) -> Option<i32> {
+    match fields.get(name)?.kind {
+        Some(Kind::Int32Value(v)) => Some(v),
+        _ => None,
+    }
+}
+
 fn bytes(fields: &HashMap<String, Value>, name: &str) -> Option<Bytes> {
     match &fields.get(name)?.kind {
         Some(Kind::BytesValue(v)) => Some(v.clone()),
@@ -187,6 +234,7 @@ pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaReco
             key: (!message.key.is_empty()).then(|| message.key.clone()),
             value: Some(message.value.clone()),
             headers: Vec::new(),
+            batch: None,
         });
     };
     let f = &rv.fields;
@@ -224,6 +272,13 @@ pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaReco
         key: (key_empty || !message.key.is_empty()).then(|| message.key.clone()),
         value: bytes(f, VALUE),
         headers,
+        batch: int64(f, PRODUCER_ID).map(|producer_id| ProducedBatch {
+            producer_id,
+            epoch: int32(f, PRODUCER_EPOCH).unwrap_or(-1) as i16,
+            base_sequence: int32(f, BASE_SEQUENCE).unwrap_or(-1),
+            base_offset: int64(f, BATCH_OFFSET).unwrap_or(-1),
+            records: int32(f, BATCH_RECORDS).unwrap_or(0),
+        }),
     })
 }
 
@@ -346,6 +401,14 @@ mod tests {
             assert_eq!(got[1].timestamp, TimestampMs(1_700_000_000_002));
             assert_eq!(got[2].key, Some(Bytes::new()), "empty key is not null");
             assert_eq!(got[2].value, Some(Bytes::new()), "empty value is not null");
+            let batch = ProducedBatch {
+                producer_id: 7,
+                epoch: 1,
+                base_sequence: 0,
+                base_offset: 40,
+                records: 3,
+            };
+            assert!(got.iter().all(|r| r.batch == Some(batch)));
             // the fields SMQ-native readers see
             let rv = RecordValue::decode(out[0].value.clone()).expect("a RecordValue");
             assert_eq!(int64(&rv.fields, OFFSET), Some(40));

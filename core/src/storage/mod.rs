@@ -157,6 +157,8 @@ pub enum StorageCompletion {
         position: LogPosition,
         /// Where the log ends.
         end: Offset,
+        /// The whole idempotent batches among them (their producers' retries are duplicates).
+        producers: Vec<StoredProducerBatch>,
     },
     /// `Read` done: whole batches (possibly none).
     Read {
@@ -171,6 +173,9 @@ pub enum StorageCompletion {
     /// The command failed; nothing was changed by an `Append` that fails.
     Failed(StorageError),
 }
+
+/// An idempotent batch found in the log: (producer id, epoch, first sequence, records, base offset).
+pub type StoredProducerBatch = (i64, i16, i32, i32, Offset);
 
 /// Why a storage command failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -189,9 +189,10 @@ impl Smq {
         }
         let response = tokio::time::timeout(
             RPC_TIMEOUT,
-            self.control()?.lookup_topic_brokers(LookupTopicBrokersRequest {
-                topic: Some(topic.clone()),
-            }),
+            self.control()?
+                .lookup_topic_brokers(LookupTopicBrokersRequest {
+                    topic: Some(topic.clone()),
+                }),
         )
         .await
         .map_err(|_| SmqError::Call {
@@ -240,8 +241,15 @@ impl Smq {
         for a in found {
             let p = a.partition.clone().unwrap_or_default();
             let i = partition_index(p.range_start, count)
-                .filter(|i| partition_range(*i, count).is_some_and(|(_, stop)| stop == p.range_stop))
-                .ok_or_else(|| bad(format!("unexpected range {}..{}", p.range_start, p.range_stop)))?;
+                .filter(|i| {
+                    partition_range(*i, count).is_some_and(|(_, stop)| stop == p.range_stop)
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unexpected range {}..{}",
+                        p.range_start, p.range_stop
+                    ))
+                })?;
             slots[i as usize] = Some(Assignment {
                 partition: p,
                 leader: a.leader_broker.clone(),

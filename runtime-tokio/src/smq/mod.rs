@@ -18,10 +18,12 @@ use crate::storage::Completion;
 use client::Smq;
 use kelp_core::codec::record_batch::RecordBatch;
 use kelp_core::smq::mapping::Namespaces;
-use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position};
+use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position, tail_entries};
 use kelp_core::smq::messaging_pb::DataMessage;
 use kelp_core::smq::publish::{PublishError, PublishEvent};
-use kelp_core::smq::record::{ValueFormat, batch_messages, encode_records, message_record};
+use kelp_core::smq::record::{
+    KafkaRecord, ValueFormat, batch_messages, encode_records, message_record,
+};
 use kelp_core::storage::{
     AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken,
 };
@@ -89,11 +91,21 @@ impl SmqStorage {
         smq.wait_ready(settings.ready_timeout)
             .await
             .map_err(|e| e.to_string())?;
+        // After a crash, weed takes about 0.1 s to notice that the old process's publish streams
+        // are gone and to unload their partitions. A stream opened meanwhile lands on the
+        // partition being unloaded, and its first record's offset is burned (assigned, never
+        // stored): a hole. So Kelp lets the broker finish before it publishes anything.
+        tokio::time::sleep(settings.startup_grace).await;
         let mappings = settings.namespaces.mappings_topic();
         smq.configure(&mappings, 1)
             .await
             .map_err(|e| e.to_string())?;
-        if smq.end_offset(&mappings, 0).await.map_err(|e| e.to_string())? == None {
+        if smq
+            .end_offset(&mappings, 0)
+            .await
+            .map_err(|e| e.to_string())?
+            == None
+        {
             publisher::start_partition(&smq, &mappings, 0).await?;
         }
         let ledger = publisher::spawn(smq.clone(), mappings, 0, settings.window);
@@ -194,7 +206,13 @@ async fn writer(
             } => create(&shared, &tp, topic_partitions).await,
             StorageCommand::DeletePartition { .. } => {
                 publisher = None;
-                ledger_only(&shared, LedgerEntry::Deleted { partition: tp.clone() }).await
+                ledger_only(
+                    &shared,
+                    LedgerEntry::Deleted {
+                        partition: tp.clone(),
+                    },
+                )
+                .await
             }
             StorageCommand::TruncateBefore { offset, .. } => {
                 let entry = LedgerEntry::LogStart {
@@ -222,7 +240,9 @@ async fn writer(
                 append(&shared, &tp, p, batches).await
             }
             StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
-                StorageCompletion::Failed(StorageError::Io("reads do not go through writers".into()))
+                StorageCompletion::Failed(StorageError::Io(
+                    "reads do not go through writers".into(),
+                ))
             }
         };
         let _ = done.send((token, completion));
@@ -309,11 +329,11 @@ async fn append(
         parsed.push((batch.header().clone(), b.base_offset, b.bytes.len() as u64));
     }
     let total = messages.len() as u64;
-    let (stored, ack_ts, error) =
-        match publisher::publish(publisher, Some(first.0), messages).await {
-            PublishEvent::Stored { last_ack_ts_ns, .. } => (total, last_ack_ts_ns, None),
-            PublishEvent::Failed { stored, error, .. } => (stored, 0, Some(error)),
-        };
+    let (stored, ack_ts, error) = match publisher::publish(publisher, Some(first.0), messages).await
+    {
+        PublishEvent::Stored { last_ack_ts_ns, .. } => (total, last_ack_ts_ns, None),
+        PublishEvent::Failed { stored, error, .. } => (stored, 0, Some(error)),
+    };
     // ledger entries for the batches stored whole (a partly stored batch is left to the restore,
     // which finds its records beyond the ledger's end)
     let end = first.plus(stored as i64);
@@ -339,16 +359,106 @@ async fn append(
         {
             // SMQ holds records beyond the ledger (stored, their acks lost): adopt them
             tracing::warn!(partition = %tp, from = expected, to = assigned, "adopting records SMQ stored without acknowledging them");
-            StorageCompletion::Diverged {
-                position: position(first),
-                end: Offset(assigned),
-            }
+            adopt(shared, tp, first, Offset(assigned)).await
         }
         Some(e) if stored == 0 => StorageCompletion::Failed(StorageError::Io(e.to_string())),
         Some(_) => StorageCompletion::PartlyAppended {
             position: position(first),
             records: stored,
         },
+    }
+}
+
+/// The completion that makes records `from..end`, found in SMQ beyond the ledger, part of the log.
+async fn adopt(
+    shared: &Shared,
+    tp: &TopicPartition,
+    from: Offset,
+    end: Offset,
+) -> StorageCompletion {
+    // The offsets are facts (SMQ assigned them): they are adopted even when the records cannot
+    // be read (SMQ may burn an offset it never stores), only without their producers then.
+    let records = match read_records(shared, tp, from, end).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "adopted records unreadable");
+            Vec::new()
+        }
+    };
+    let entries = tail_entries(tp, &records);
+    if let Err(e) = shared.write_ledger(&entries).await {
+        tracing::error!(partition = %tp, error = %e, "SMQ ledger entries of adopted records not written");
+    }
+    let producers = entries
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEntry::Batch {
+                base_offset,
+                count,
+                producer: Some((id, epoch, seq)),
+                ..
+            } => Some((*id, *epoch, *seq, *count as i32, *base_offset)),
+            _ => None,
+        })
+        .collect();
+    StorageCompletion::Diverged {
+        position: position(from),
+        end,
+        producers,
+    }
+}
+
+/// Records `from..to`, read whole (for adoption: few, right behind the ledger's end).
+pub(crate) async fn read_records(
+    shared: &Shared,
+    tp: &TopicPartition,
+    from: Offset,
+    to: Offset,
+) -> Result<Vec<KafkaRecord>, StorageError> {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let mut records = Vec::new();
+    let mut at = from;
+    while at < to {
+        let wanted = ((to.0 - at.0) as usize).min(FETCH_MESSAGES);
+        let response = fetch_patiently(shared, &topic, tp.partition, at, wanted).await?;
+        if response.messages.is_empty() {
+            return Err(StorageError::Io(format!(
+                "{tp}: SMQ serves nothing at {} (its end is {})",
+                at.0, to.0
+            )));
+        }
+        for m in response.messages.iter().take(wanted) {
+            records.push(
+                message_record(m, at).map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?,
+            );
+            at = at.plus(1);
+        }
+    }
+    Ok(records)
+}
+
+/// A fetch that waits out a partition the broker is reloading: right after a publisher leaves
+/// (a restart), weed unloads and flushes the partition, and reads in between find nothing.
+async fn fetch_patiently(
+    shared: &Shared,
+    topic: &kelp_core::smq::schema_pb::Topic,
+    partition: i32,
+    at: Offset,
+    wanted: usize,
+) -> Result<kelp_core::smq::messaging_pb::FetchMessageResponse, StorageError> {
+    let mut wait = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = shared
+            .smq
+            .fetch(topic, partition, at.0, 32 << 20, wanted)
+            .await
+            .map_err(io)?;
+        if !response.messages.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(response);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(800));
     }
 }
 

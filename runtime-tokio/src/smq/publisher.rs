@@ -196,7 +196,8 @@ pub async fn start_partition(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
-    s.session.push(AppendId(0), Some(0), vec![marker_message(now)]);
+    s.session
+        .push(AppendId(0), Some(0), vec![marker_message(now)]);
     s.flush();
     let done = async {
         loop {

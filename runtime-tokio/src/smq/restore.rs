@@ -2,14 +2,10 @@
 //! high watermark (`GetPartitionRangeInfo`) instead of a scan of the data.
 
 use super::Shared;
-use kelp_core::smq::mappings::{LedgerEntry, Reconcile, Restore, tail_entry};
-use kelp_core::smq::record::message_record;
+use kelp_core::smq::mappings::{LedgerEntry, Reconcile, Restore, tail_entries};
 use kelp_core::storage::RecoveredPartition;
 use kelp_core::types::Offset;
 use std::time::Instant;
-
-/// Bytes asked of one `FetchMessage` while reading the ledger.
-const LEDGER_FETCH_BYTES: usize = 32 << 20;
 
 /// Reads the ledger topic and returns the partitions it describes.
 pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, String> {
@@ -26,8 +22,7 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
     let mut unreadable = 0u64;
     while at < end {
         let wanted = (end - at).min(super::FETCH_MESSAGES as i64) as usize;
-        let response = smq
-            .fetch(&ledger_topic, 0, at, LEDGER_FETCH_BYTES, wanted)
+        let response = super::fetch_patiently(shared, &ledger_topic, 0, Offset(at), wanted)
             .await
             .map_err(|e| format!("reading the ledger topic at {at}: {e}"))?;
         if response.messages.is_empty() {
@@ -65,13 +60,21 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
             Reconcile::UnmappedTail { from, to } => {
                 // published, never answered (a crash before the ledger write): they are in SMQ at
                 // these offsets, so they are part of the log
-                let records = read_tail(shared, tp, from, to).await?;
-                if let Some(entry) = tail_entry(tp, &records) {
-                    adopted += records.len() as u64;
-                    shared
-                        .write_ledger(std::slice::from_ref(&entry))
-                        .await
-                        .map_err(|e| format!("writing the ledger entry of {tp}'s tail: {e}"))?;
+                let records = match super::read_records(shared, tp, from, to).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // the first append adopts the offsets (without their producers)
+                        tracing::warn!(partition = %tp, error = %e, "records beyond the ledger unreadable");
+                        continue;
+                    }
+                };
+                let entries = tail_entries(tp, &records);
+                adopted += records.len() as u64;
+                shared
+                    .write_ledger(&entries)
+                    .await
+                    .map_err(|e| format!("writing the ledger entries of {tp}'s tail: {e}"))?;
+                for entry in entries {
                     restore.apply(entry);
                 }
                 tracing::info!(partition = %tp, from = from.0, to = to.0, "adopted records SMQ holds beyond the ledger");
@@ -105,31 +108,4 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
         "restored the offset ledger from SMQ"
     );
     Ok(restored)
-}
-
-async fn read_tail(
-    shared: &Shared,
-    tp: &kelp_core::types::TopicPartition,
-    from: Offset,
-    to: Offset,
-) -> Result<Vec<kelp_core::smq::record::KafkaRecord>, String> {
-    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
-    let mut records = Vec::new();
-    let mut at = from;
-    while at < to {
-        let wanted = ((to.0 - at.0) as usize).min(super::FETCH_MESSAGES);
-        let response = shared
-            .smq
-            .fetch(&topic, tp.partition, at.0, LEDGER_FETCH_BYTES, wanted)
-            .await
-            .map_err(|e| format!("reading {tp} at {at:?}: {e}"))?;
-        if response.messages.is_empty() {
-            break;
-        }
-        for m in response.messages.iter().take(wanted) {
-            records.push(message_record(m, at).map_err(|e| format!("{tp}: {e}"))?);
-            at = at.plus(1);
-        }
-    }
-    Ok(records)
 }
