@@ -23,11 +23,16 @@ pub use kelp_proto::RING_SIZE;
 pub const SMQ_OFFSET_BASE: i64 = 1;
 
 /// The marker record Kelp writes at SMQ offset 0 of each partition it creates.
-pub fn marker_message(ts_ns: i64) -> super::messaging_pb::DataMessage {
+///
+/// Its timestamp is one second after the epoch: weed names a flushed file after the timestamp of
+/// its first record, to the second, and appends a later flush that gets the same name to the same
+/// file. A marker stamped "now" could share its file with the first records, which is what it must
+/// not do.
+pub fn marker_message() -> super::messaging_pb::DataMessage {
     super::messaging_pb::DataMessage {
         key: bytes::Bytes::from_static(b"kelp-partition-marker"),
         value: bytes::Bytes::new(),
-        ts_ns,
+        ts_ns: 1_000_000_000,
         ctrl: None,
     }
 }

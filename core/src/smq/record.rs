@@ -1,7 +1,10 @@
 //! Kafka records ⇄ SMQ `DataMessage`s.
 //!
-//! A Kafka record becomes one `DataMessage`: its key is the Kafka key and its `ts_ns` the Kafka
-//! timestamp in nanoseconds. Its value depends on the [`ValueFormat`]:
+//! A Kafka record becomes one `DataMessage`: its key is the Kafka key and its `ts_ns` the time
+//! Kelp appends it, not the producer's timestamp: weed names its flushed files after the first
+//! record's `ts_ns` and reads a partition's files in name order as if that were offset order, so
+//! `ts_ns` must grow with the offset (a producer may stamp records with any time). Its value
+//! depends on the [`ValueFormat`]:
 //! - [`ValueFormat::Enriched`] (Kelp's default): a `schema_pb.RecordValue` whose fields are
 //!   `_kafka_offset` (int64), `_kafka_partition` (int32), `_kafka_timestamp` (int64, ms),
 //!   `_kafka_value` (bytes; absent for a null value), `_kafka_headers` (a list of records
@@ -9,8 +12,9 @@
 //!   `_kafka_key_empty` (true only for an empty, non-null key, which the message key alone cannot
 //!   tell from a null one). SMQ-native readers see every Kafka detail, and Kelp can check on every
 //!   read that a record sits at the offset it was given.
-//! - [`ValueFormat::Raw`]: the Kafka value as is, like SeaweedFS's Go gateway writes it (headers and
-//!   the null/empty distinction are lost; the timestamp survives in `ts_ns`).
+//! - [`ValueFormat::Raw`]: the Kafka value as is, like SeaweedFS's Go gateway writes it (headers,
+//!   the null/empty distinction and the producer's timestamp are lost: a record read back raw has
+//!   its append time).
 //!
 //! Reading accepts both, whatever Kelp writes: a value that decodes as a `RecordValue` with an
 //! int64 `_kafka_offset` is enriched, anything else raw.
@@ -119,12 +123,14 @@ pub fn ms_to_ns(ms: i64) -> i64 {
 }
 
 /// Appends to `out` the SMQ messages of every record of `batch`, whose first record has Kafka
-/// offset `base_offset`. Compressed batches are decompressed (up to `max_decompressed` bytes);
-/// keys and values stay zero-copy slices of the batch.
+/// offset `base_offset`, stamped `append_ts_ns` (never less than the partition's last stamp).
+/// Compressed batches are decompressed (up to `max_decompressed` bytes); keys and values stay
+/// zero-copy slices of the batch.
 pub fn batch_messages(
     batch: &RecordBatch,
     base_offset: Offset,
     partition: i32,
+    append_ts_ns: i64,
     format: ValueFormat,
     max_decompressed: usize,
     out: &mut Vec<DataMessage>,
@@ -193,7 +199,7 @@ pub fn batch_messages(
         out.push(DataMessage {
             key: key.unwrap_or_default(),
             value,
-            ts_ns: ms_to_ns(timestamp),
+            ts_ns: append_ts_ns,
             ctrl: None,
         });
     }
@@ -324,6 +330,9 @@ mod tests {
     use super::*;
     use crate::codec::record_batch::Attributes;
 
+    /// An append time distinct from the producer's timestamps.
+    const NOW_NS: i64 = 1_800_000_000_123_000_000;
+
     fn batch(compression: Compression) -> RecordBatch {
         let header = BatchHeader {
             base_timestamp: 1_700_000_000_000,
@@ -377,6 +386,7 @@ mod tests {
                 &batch(compression),
                 Offset(40),
                 2,
+                NOW_NS,
                 ValueFormat::Enriched,
                 1 << 20,
                 &mut out,
@@ -384,7 +394,10 @@ mod tests {
             .expect("converts");
             assert_eq!(out.len(), 3);
             assert_eq!(out[0].key, Bytes::from_static(b"k1"));
-            assert_eq!(out[1].ts_ns, 1_700_000_000_002_000_000);
+            assert!(
+                out.iter().all(|m| m.ts_ns == NOW_NS),
+                "append time, not producer time"
+            );
             let got = read_back(&out, 40);
             assert_eq!(got[0].offset, Offset(40));
             assert_eq!(got[0].timestamp, TimestampMs(1_700_000_000_000));
@@ -426,6 +439,7 @@ mod tests {
             &batch(Compression::None),
             Offset(10),
             0,
+            NOW_NS,
             ValueFormat::Enriched,
             1 << 20,
             &mut out,
@@ -450,6 +464,7 @@ mod tests {
             &batch(Compression::None),
             Offset(0),
             0,
+            NOW_NS,
             ValueFormat::Raw,
             1 << 20,
             &mut out,
@@ -458,7 +473,11 @@ mod tests {
         assert_eq!(out[0].value, Bytes::from_static(b"v1"));
         let got = read_back(&out, 5);
         assert_eq!(got[0].offset, Offset(5));
-        assert_eq!(got[0].timestamp, TimestampMs(1_700_000_000_000));
+        assert_eq!(
+            got[0].timestamp,
+            TimestampMs(NOW_NS / 1_000_000),
+            "append time"
+        );
         assert_eq!(got[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(got[0].value.as_deref(), Some(&b"v1"[..]));
         assert!(got[0].headers.is_empty());
@@ -480,6 +499,7 @@ mod tests {
             &batch(Compression::None),
             Offset(0),
             0,
+            NOW_NS,
             ValueFormat::Enriched,
             1 << 20,
             &mut out,

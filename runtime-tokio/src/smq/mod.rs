@@ -49,14 +49,25 @@ pub(crate) struct Shared {
     pub(crate) ledger: mpsc::UnboundedSender<publisher::Job>,
     /// Serialises `ConfigureTopic` calls (a topic's partitions are created together).
     configure: tokio::sync::Mutex<()>,
+    /// The largest append time handed out.
+    last_append_ns: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
-    /// Writes ledger entries, retrying with backoff: they are idempotent at restore.
-    pub(crate) async fn write_ledger(&self, entries: &[LedgerEntry]) -> Result<(), String> {
+    /// The wall clock in ns, never below a value it returned before: SMQ orders files by it.
+    pub(crate) fn append_time(&self) -> i64 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
+        let last = self
+            .last_append_ns
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        now.max(last)
+    }
+
+    /// Writes ledger entries, retrying with backoff: they are idempotent at restore.
+    pub(crate) async fn write_ledger(&self, entries: &[LedgerEntry]) -> Result<(), String> {
+        let now = self.append_time();
         let mut wait = Duration::from_millis(50);
         let mut last = String::new();
         for _ in 0..LEDGER_ATTEMPTS {
@@ -117,6 +128,7 @@ impl SmqStorage {
             max_decompressed,
             ledger,
             configure: tokio::sync::Mutex::new(()),
+            last_append_ns: std::sync::atomic::AtomicI64::new(0),
         });
         let partitions = restore::restore(&shared).await?;
         Ok((
@@ -144,6 +156,9 @@ impl SmqStorage {
                 let done = self.done.clone();
                 tokio::spawn(async move {
                     let result = read(&shared, &partition, offset, max_bytes, end).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(%partition, offset = offset.0, error = %e, "SMQ read failed");
+                    }
                     let _ = done.send((
                         token,
                         result.map_or_else(StorageCompletion::Failed, |batches| {
@@ -311,6 +326,7 @@ async fn append(
     };
     let mut messages = Vec::new();
     let mut parsed = Vec::with_capacity(batches.len());
+    let append_ts_ns = shared.append_time();
     for b in &batches {
         let batch = match RecordBatch::parse(b.bytes.clone()) {
             Ok(batch) => batch,
@@ -320,6 +336,7 @@ async fn append(
             &batch,
             b.base_offset,
             tp.partition,
+            append_ts_ns,
             shared.format,
             shared.max_decompressed,
             &mut messages,

@@ -193,11 +193,7 @@ pub async fn start_partition(
     index: i32,
 ) -> Result<(), String> {
     let mut s = open(smq, topic, index, 1).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    s.session
-        .push(AppendId(0), Some(0), vec![marker_message(now)]);
+    s.session.push(AppendId(0), Some(0), vec![marker_message()]);
     s.flush();
     let done = async {
         loop {
