@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs the clients, then formatting, lints, every workspace
-# test (unit, property, simulation, golden bytes, crash tests, end-to-end with real clients), then a short run of
+# test (unit, property, simulation, golden bytes, crash tests, end-to-end with real clients), the end-to-end
+# and crash suites once more with a real SeaweedFS `weed` as the backend, then a short run of
 # every fuzz target over its corpus (seeded from real client bytes) and the saved regressions.
 # The last line counts the tests run (each fuzz target that finds nothing counts as one).
 set -euo pipefail
@@ -22,6 +23,26 @@ cargo build --locked -p kelp-tokio --bin kelp
 export KELP_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kelp" KELP_E2E_REQUIRE=1
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== the end-to-end and crash suites again, on SeaweedMQ (kelp --backend smq://, one weed for all)"
+smq_dir=$(mktemp -d)
+bash scripts/smq/run-weed.sh --free-ports "$smq_dir" >"$smq_dir/broker" &
+weed_runner=$!
+stop_weed() { kill -TERM "$weed_runner" 2>/dev/null || true; wait "$weed_runner" 2>/dev/null || true; }
+trap stop_weed EXIT
+for _ in $(seq 1 300); do
+    [[ -s "$smq_dir/broker" ]] && break
+    kill -0 "$weed_runner" 2>/dev/null || { echo "weed did not start" >&2; exit 1; }
+    sleep 1
+done
+KELP_E2E_SMQ="$(tail -n 1 "$smq_dir/broker")"
+export KELP_E2E_SMQ
+echo "SMQ broker at $KELP_E2E_SMQ"
+cargo test --locked -p kelp-tests 2>&1 | tee -a "$log"
+cargo test --locked -p kelp-tokio --test crash 2>&1 | tee -a "$log"
+stop_weed
+trap - EXIT
+unset KELP_E2E_SMQ
 echo "== fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}" fuzz/run.sh
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").

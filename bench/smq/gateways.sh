@@ -305,8 +305,12 @@ if [[ $run_kelp == 1 || $with_embedded == 1 ]]; then
 fi
 say "ports: master $master_port volume $volume_port filer $filer_port (gRPC +10000), broker $broker_port; go gateway $go_port via shim $shim_port; kelp $kelp_port; embedded $embedded_port; temp dir $work"
 
+# glog: to stderr (our log files), and any file it still opens (weed shell does) into the temp dir, not /tmp.
+mkdir -p "$work/weed-glog"
+weed_log=(-logtostderr=true -logdir="$work/weed-glog")
+
 wshell() { # COMMANDS: run weed shell commands against this stack, output on stdout
-    timeout -k 5 30 "$weed" -logtostderr=true shell -master="127.0.0.1:$master_port" <<<"$1" 2>&1
+    timeout -k 5 30 "$weed" "${weed_log[@]}" shell -master="127.0.0.1:$master_port" <<<"$1" 2>&1
 }
 
 need_weed=0
@@ -314,7 +318,7 @@ need_weed=0
 weed_ok=0
 if [[ $need_weed == 1 ]]; then
     mkdir -p "$work/weed"
-    "$weed" -logtostderr=true server -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.peers=none \
+    "$weed" "${weed_log[@]}" server -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.peers=none \
         -filer -mq.broker -master.port="$master_port" -volume.port="$volume_port" -filer.port="$filer_port" \
         -mq.broker.port="$broker_port" -filer.localSocket="$work/filer.sock" -master.telemetry=false \
         >"$work/weed.log" 2>&1 &
@@ -400,7 +404,7 @@ if [[ $run_go == 1 ]]; then
                 reg_pid=$!
                 wait_port "$registry_port" "$reg_pid" 10 || say "go: registry_stub.py did not start"
             fi
-            "$weed" -logtostderr=true mq.kafka.gateway -port="$go_port" -master="127.0.0.1:$master_port" \
+            "$weed" "${weed_log[@]}" mq.kafka.gateway -port="$go_port" -master="127.0.0.1:$master_port" \
                 -ip=127.0.0.1 -ip.bind=127.0.0.1 -schema-registry-url="http://127.0.0.1:$registry_port" \
                 >"$work/go-gateway.log" 2>&1 &
             gw_pid=$!

@@ -2,12 +2,13 @@
 # Runs a one-process SeaweedFS stack with the MQ broker on 127.0.0.1 and prints the broker leader's address
 # once it is ready (see "Ready" below).
 #
-#   scripts/smq/run-weed.sh [--detach] DIR [EXTRA_WEED_SERVER_FLAGS...]
+#   scripts/smq/run-weed.sh [--detach] [--free-ports] DIR [EXTRA_WEED_SERVER_FLAGS...]
 #
 # DIR holds the data and weed.log. Default ports are weed's own: master 9333, volume 8080, filer 8888,
 # broker gRPC 17777 (gRPC of the others: HTTP port + 10000); pass e.g. -mq.broker.port=N -master.port=N
-# -volume.port=N -filer.port=N to move them. Telemetry is always off (-master.telemetry=false comes last, so
-# it wins over anything passed): nothing leaves the machine.
+# -volume.port=N -filer.port=N to move them, or --free-ports to have every port picked free. Telemetry is
+# always off (-master.telemetry=false comes last, so it wins over anything passed): nothing leaves the
+# machine.
 #
 # Foreground (default): prints the address, then runs until weed exits or the script is interrupted, and
 # stops weed on the way out (SIGTERM, SIGKILL after 15 s). --detach: prints the address, writes DIR/weed.pid
@@ -25,14 +26,31 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-detach=0
-if [[ "${1:-}" == "--detach" ]]; then detach=1; shift; fi
+detach=0 free=0
+while [[ "${1:-}" == --* ]]; do
+    case "$1" in
+        --detach) detach=1 ;;
+        --free-ports) free=1 ;;
+        *) echo "run-weed: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
 if [[ $# -lt 1 ]]; then
-    echo "usage: $0 [--detach] DIR [EXTRA_WEED_SERVER_FLAGS...]" >&2
+    echo "usage: $0 [--detach] [--free-ports] DIR [EXTRA_WEED_SERVER_FLAGS...]" >&2
     exit 2
 fi
 dir="$1"; shift
 extra=("$@")
+if [[ $free == 1 ]]; then
+    # every HTTP and gRPC port picked free on 127.0.0.1, so that this weed runs beside anything
+    read -r -a p < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(7)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+    extra+=(-master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}"
+        -volume.port.grpc="${p[3]}" -filer.port="${p[4]}" -filer.port.grpc="${p[5]}"
+        -mq.broker.port="${p[6]}")
+fi
 timeout="${KELP_SMQ_READY_TIMEOUT:-120}"
 
 # Ports (flags must be written -name=value to be seen here): the broker's for the probe, the others to
