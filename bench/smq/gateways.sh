@@ -24,8 +24,10 @@
 # v5 with a malformed error, and with -ip set it advertises port 9093 whatever -port says. Its clients
 # go through kafka_shim.py (ApiVersions v5 sent as v4, advertised port rewritten). Its topic is created
 # through SMQ (`weed shell` mq.topic.configure, namespace `kafka`): its auto-create needs a schema
-# registry subject. -schema-registry-url is required by its command line; it points at a free port
-# where nothing listens (the gateway then runs without schema management).
+# registry subject. -schema-registry-url is required by its command line; it points at registry_stub.py,
+# an empty registry (KELP_BENCH_GO_REGISTRY=none: at a port where nothing listens, which costs the
+# gateway a refused connection per produced record and roughly halves its rates). The perf tools keep
+# their default client ids: with short ones the gateway misreads some group requests (see README).
 #
 # Everything listens on 127.0.0.1, on free ports below 32768 (weed's gRPC ports are its HTTP ports
 # + 10000), never weed's or Kafka's defaults. State lives in one temp dir, removed at exit with every
@@ -34,8 +36,9 @@
 # Environment:
 #   KELP_BENCH_RECORDS (200000)  KELP_BENCH_RECORD_SIZE (1024)  KELP_BENCH_PARTITIONS (3)
 #   KELP_BENCH_ACKS1 (1: also produce with acks=1; 0: skip)
-#   KELP_BENCH_PHASE_TIMEOUT (150 s per perf-tool run)  KELP_BENCH_BUDGET (540 s for the whole run:
+#   KELP_BENCH_PHASE_TIMEOUT (150 s per perf-tool run)  KELP_BENCH_BUDGET (480 s for the whole run:
 #   phases that would start past it are skipped)  KELP_BENCH_KEEP (0)
+#   KELP_BENCH_GO_REGISTRY (stub | none)
 #   KELP_BIN, KELP_WEED_BIN (default: scripts/smq/build-weed.sh's cached binary), KELP_CACHE
 #   (~/.cache/kelp-tests; the Kafka 4.4.0 jars of `tests/install.sh kafka` in $KELP_CACHE/kafka/libs)
 set -uo pipefail
@@ -63,7 +66,7 @@ SIZE="${KELP_BENCH_RECORD_SIZE:-1024}"
 PARTITIONS="${KELP_BENCH_PARTITIONS:-3}"
 ACKS1="${KELP_BENCH_ACKS1:-1}"
 PHASE_TIMEOUT="${KELP_BENCH_PHASE_TIMEOUT:-150}"
-BUDGET="${KELP_BENCH_BUDGET:-540}"
+BUDGET="${KELP_BENCH_BUDGET:-480}"
 KEEP="${KELP_BENCH_KEEP:-0}"
 REGISTRY="${KELP_BENCH_GO_REGISTRY:-stub}"
 CACHE="${KELP_CACHE:-$HOME/.cache/kelp-tests}"
@@ -94,7 +97,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-smq.XXXXXX")"
 # ---------------------------------------------------------------------------------------------------
 # Processes and cleanup
 
-weed_pid="" gw_pid="" shim_pid="" reg_pid="" kelp_pid="" cur_pid="" sockets=()
+weed_pid="" gw_pid="" shim_pid="" reg_pid="" kelp_pid="" cur_pid="" sockets=() wshell_out=""
 
 stop_pid() { # PID GRACE_SECONDS: SIGTERM, then SIGKILL after the grace period
     local pid="$1" grace="$2" i
@@ -175,14 +178,21 @@ phase_time() { # seconds the next phase may take: PHASE_TIMEOUT, less if the bud
     echo "$left"
 }
 
-run_java() { # OUT_FILE SECONDS MAIN_CLASS ARGS...: the tool's exit status (124: timed out)
-    local out="$1" secs="$2" main="$3" rc
-    shift 3
-    timeout -k 5 "$secs" java "${JAVA_OPTS[@]}" -cp "$LIBS/*" "$main" "$@" >"$out" 2>&1 &
+run_limited() { # OUT_FILE SECONDS CMD...: CMD's exit status (124: timed out). In the background, so that
+    # Ctrl-C is handled at once (bash runs traps only between foreground commands) and cleanup stops it.
+    local out="$1" secs="$2" rc
+    shift 2
+    timeout -k 5 "$secs" "$@" >"$out" 2>&1 </dev/null &
     cur_pid=$!
     wait "$cur_pid"; rc=$?
     cur_pid=""
     return "$rc"
+}
+
+run_java() { # OUT_FILE SECONDS MAIN_CLASS ARGS...: the tool's exit status (124: timed out)
+    local out="$1" secs="$2" main="$3"
+    shift 3
+    run_limited "$out" "$secs" java "${JAVA_OPTS[@]}" -cp "$LIBS/*" "$main" "$@"
 }
 
 declare -A res=()     # "<gateway>:<metric>" -> number
@@ -264,8 +274,8 @@ bench_gateway() { # GW BOOTSTRAP TOPIC: the produce and consume phases
 
 create_topic_kafka() { # GW BOOTSTRAP TOPIC: CreateTopics through the gateway (kafka-topics)
     local out="$work/$1-create-topic.txt"
-    if ! timeout -k 5 60 "$KAFKA_SH" topics --bootstrap-server "$2" --create --topic "$3" \
-            --partitions "$PARTITIONS" --replication-factor 1 >"$out" 2>&1; then
+    if ! run_limited "$out" 60 "$KAFKA_SH" topics --bootstrap-server "$2" --create --topic "$3" \
+            --partitions "$PARTITIONS" --replication-factor 1; then
         fail_phase "$1" create-topic "kafka-topics --create failed" "$out"
         return 1
     fi
@@ -309,12 +319,17 @@ say "ports: master $master_port volume $volume_port filer $filer_port (gRPC +100
 mkdir -p "$work/weed-glog"
 weed_log=(-logtostderr=true -logdir="$work/weed-glog")
 
-wshell() { # COMMANDS: run weed shell commands against this stack, output on stdout
-    timeout -k 5 30 "$weed" "${weed_log[@]}" shell -master="127.0.0.1:$master_port" <<<"$1" 2>&1
+wshell() { # COMMANDS: run weed shell commands against this stack; their output in $wshell_out
+    printf '%s\n' "$1" >"$work/wshell.in"
+    run_limited "$work/wshell.out" 30 sh -c 'exec "$@" <"$0"' "$work/wshell.in" \
+        "$weed" "${weed_log[@]}" shell -master="127.0.0.1:$master_port"
+    wshell_out="$(<"$work/wshell.out")"
 }
 
+kelp_has_backend=0
+if [[ $run_kelp == 1 ]] && "$KELP_BIN" --help 2>&1 | grep -q -- '--backend'; then kelp_has_backend=1; fi
 need_weed=0
-[[ $run_go == 1 || $run_kelp == 1 ]] && need_weed=1
+[[ $run_go == 1 || $kelp_has_backend == 1 ]] && need_weed=1
 weed_ok=0
 if [[ $need_weed == 1 ]]; then
     mkdir -p "$work/weed"
@@ -327,8 +342,8 @@ if [[ $need_weed == 1 ]]; then
     start=$SECONDS
     while (( SECONDS - start < 150 )); do
         kill -0 "$weed_pid" 2>/dev/null || break
-        out="$(wshell mq.topic.list)"
-        if [[ "$out" == *"current balancer"* && "$out" != *rror* ]]; then weed_ok=1; break; fi
+        wshell mq.topic.list
+        if [[ "$wshell_out" == *"current balancer"* && "$wshell_out" != *rror* ]]; then weed_ok=1; break; fi
         sleep 1
     done
     if [[ $weed_ok == 1 ]]; then
@@ -336,7 +351,7 @@ if [[ $need_weed == 1 ]]; then
     else
         say "weed: not ready after $(( SECONDS - start ))s"
         tail_log "$work/weed.log" 30 >&2
-        echo "    last weed shell answer: ${out:-none}" >&2
+        echo "    last weed shell answer: ${wshell_out:-none}" >&2
     fi
 fi
 
@@ -349,7 +364,7 @@ kelp_is_embedded=0
 if [[ $run_kelp == 1 ]]; then
     backend="smq://127.0.0.1:$broker_port"
     kelp_up=0
-    if ! "$KELP_BIN" --help 2>&1 | grep -q -- '--backend'; then
+    if [[ $kelp_has_backend == 0 ]]; then
         kelp_note="kelp: embedded backend (this kelp has no --backend)"
     elif [[ $weed_ok != 1 ]]; then
         kelp_note="kelp: embedded backend (weed did not start, so --backend $backend cannot be measured)"
@@ -394,10 +409,10 @@ if [[ $run_go == 1 ]]; then
     if [[ $weed_ok != 1 ]]; then
         detail["go:start"]="FAILED: weed did not start"
     else
-        out="$(wshell "mq.topic.configure -namespace kafka -topic bench-go -partitionCount $PARTITIONS")"
-        if [[ "$out" != *"response:"* ]]; then
+        wshell "mq.topic.configure -namespace kafka -topic bench-go -partitionCount $PARTITIONS"
+        if [[ "$wshell_out" != *"response:"* ]]; then
             detail["go:start"]="FAILED: mq.topic.configure kafka.bench-go"
-            say "go: creating the topic through weed shell failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+            say "go: creating the topic through weed shell failed: $(tail -n 3 <<<"$wshell_out" | tr '\n' ' ')"
         else
             if [[ "$REGISTRY" == stub ]]; then
                 python3 "$here/registry_stub.py" --listen "127.0.0.1:$registry_port" >"$work/registry.log" 2>&1 &
@@ -473,7 +488,7 @@ echo "== SMQ gateways: $RECORDS records x $SIZE B, $PARTITIONS partitions, one w
 echo "   Kafka 4.4.0 kafka-producer-perf-test (--throughput -1, producer defaults) / kafka-consumer-perf-test"
 echo "   MB = 2^20 bytes, as the Kafka tools count; consume = fetch rate (group join excluded)"
 [[ $run_kelp == 1 ]] && echo "   $kelp_note"
-[[ $run_go == 1 ]] && echo "   go: SeaweedFS's gateway, clients through kafka_shim.py (ApiVersions v5->v4, advertised port)"
+[[ $run_go == 1 ]] && echo "   go: SeaweedFS's gateway, clients through kafka_shim.py (ApiVersions v5->v4, advertised port); schema registry: $REGISTRY"
 [[ $kelp_via_shim == 1 ]] && echo "   kelp: through kafka_shim.py too (--kelp-via-shim)"
 echo
 printf '%-32s' "gateway"
