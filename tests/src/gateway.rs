@@ -84,6 +84,22 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// `kelp` arguments for the SMQ broker at `broker`, in namespaces of this gateway's own (one weed
+/// serves many tests).
+fn smq_args(broker: &str) -> Vec<String> {
+    vec![
+        "--backend".to_string(),
+        format!("smq://{broker}"),
+        "--smq-namespace".to_string(),
+        format!(
+            "e2e-{}-{}-{}",
+            std::process::id(),
+            unique(),
+            crate::now_ms() % 1_000_000
+        ),
+    ]
+}
+
 /// Whether spawned gateways store their records in SMQ (`KELP_E2E_SMQ`).
 pub fn smq_backend() -> bool {
     std::env::var("KELP_E2E_SMQ").is_ok_and(|b| !b.is_empty())
@@ -122,10 +138,25 @@ impl Gateway {
                 return None;
             }
         };
-        Some(Gateway::spawn(&bin))
+        let backend = match std::env::var("KELP_E2E_SMQ") {
+            Ok(broker) if !broker.is_empty() => smq_args(&broker),
+            _ => Vec::new(),
+        };
+        Some(Gateway::spawn(&bin, backend))
     }
 
-    fn spawn(bin: &Path) -> Gateway {
+    /// Starts the `kelp` binary with its records in the SMQ broker at `broker` (`host:port`).
+    pub fn start_on_smq(test: &str, broker: &str) -> Option<Gateway> {
+        match find_binary() {
+            Ok(bin) => Some(Gateway::spawn(&bin, smq_args(broker))),
+            Err(e) => {
+                skip(test, &e);
+                None
+            }
+        }
+    }
+
+    fn spawn(bin: &Path, backend: Vec<String>) -> Gateway {
         let root = crate::workspace_root();
         let bin_time = mtime(bin);
         let src = ["core", "runtime-tokio", "runtime-smol", "proto"]
@@ -144,16 +175,6 @@ impl Gateway {
         let log = dir.path().join("kelp.log");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let backend = match std::env::var("KELP_E2E_SMQ") {
-            Ok(broker) if !broker.is_empty() => vec![
-                "--backend".to_string(),
-                format!("smq://{broker}"),
-                "--smq-namespace".to_string(),
-                // unique per gateway: one weed serves every test
-                format!("e2e-{}-{port}-{}", std::process::id(), unique()),
-            ],
-            _ => Vec::new(),
-        };
         let mut gw = Gateway {
             bootstrap: addr,
             child: None,

@@ -21,6 +21,7 @@ pub mod proc;
 pub mod proxy;
 pub mod records;
 pub mod session;
+pub mod weed;
 pub mod wire;
 
 use std::io::Write;
@@ -129,6 +130,15 @@ pub fn setup(test: &str, tools: &[Tool]) -> Option<Env> {
 }
 
 impl Env {
+    /// An environment around a gateway started otherwise than [`setup`] does.
+    pub fn new(test: &str, gw: Gateway) -> Env {
+        Env {
+            gw,
+            dir: TempDir::new(test),
+            test: test.to_string(),
+        }
+    }
+
     pub fn bootstrap(&self) -> &str {
         self.gw.bootstrap()
     }

@@ -10,6 +10,8 @@
 //! messages the broker did acknowledge (those are in SMQ at their expected offsets), and the
 //! runtime opens a new stream (a new session) for what comes next.
 //!
+//! The window opens only after the first ack came back at the expected offset (slow start).
+//!
 //! Driving it: [`PublishSession::poll_transmit`] until `None` after every call that changes it,
 //! feed each broker response to [`PublishSession::handle_response`] and the stream's end to
 //! [`PublishSession::handle_closed`], and take results from [`PublishSession::poll_event`].
@@ -94,6 +96,8 @@ struct Append {
 pub struct PublishSession {
     init: Option<InitMessage>,
     hello: bool,
+    /// An ack arrived at the expected offset.
+    confirmed: bool,
     window: usize,
     queued: VecDeque<Queued>,
     in_flight: VecDeque<InFlight>,
@@ -119,6 +123,7 @@ impl PublishSession {
                 publisher_name,
             }),
             hello: false,
+            confirmed: false,
             window: window.max(1),
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -174,7 +179,11 @@ impl PublishSession {
                 message: Some(Outgoing::Init(init)),
             });
         }
-        if !self.hello || self.in_flight.len() >= self.window {
+        // Slow start: one message until the first ack has confirmed that the broker assigns the
+        // offsets the ledger expects (after a broker crash weed 4.x may not), so that a mismatch
+        // misplaces one record rather than a window of them.
+        let window = if self.confirmed { self.window } else { 1 };
+        if !self.hello || self.in_flight.len() >= window {
             return None;
         }
         let q = self.queued.pop_front()?;
@@ -212,6 +221,7 @@ impl PublishSession {
                     assigned: response.assigned_offset,
                 });
             }
+            self.confirmed = true;
             if let Some(a) = self.appends.iter_mut().find(|a| a.id == sent.append) {
                 a.unacked -= 1;
                 a.acked += 1;
@@ -329,9 +339,13 @@ mod tests {
         assert_eq!(sent.len(), 1, "only the init before the hello");
         assert!(matches!(sent[0].message, Some(Outgoing::Init(_))));
         s.handle_response(PublishMessageResponse::default());
-        assert_eq!(drain(&mut s).len(), 3, "a window of 3");
+        assert_eq!(
+            drain(&mut s).len(),
+            1,
+            "slow start: one until an ack confirms the offsets"
+        );
         s.handle_response(ack(10));
-        assert_eq!(drain(&mut s).len(), 1, "one ack frees one slot");
+        assert_eq!(drain(&mut s).len(), 3, "then a window of 3");
         assert!(events(&mut s).is_empty());
         s.handle_response(ack(11));
         assert_eq!(
@@ -341,7 +355,7 @@ mod tests {
                 last_ack_ts_ns: 111
             }]
         );
-        assert_eq!(drain(&mut s).len(), 1);
+        assert_eq!(drain(&mut s).len(), 1, "one ack frees one slot");
         for o in 12..15 {
             s.handle_response(ack(o));
         }
@@ -364,6 +378,7 @@ mod tests {
         s.handle_response(PublishMessageResponse::default());
         drain(&mut s);
         s.handle_response(ack(0));
+        drain(&mut s);
         s.handle_response(ack(7));
         let e = events(&mut s);
         let mismatch = PublishError::OffsetMismatch {

@@ -102,8 +102,9 @@ pub struct ProducedBatch {
 /// A message read from SMQ that is not the record Kelp expects there.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    /// An enriched record names a later offset than the one it was read at (the broker served the
-    /// wrong data, as weed 4.x can after reloading a partition).
+    /// An enriched record names another offset than the one it was read at: the broker gave it
+    /// another offset than the ledger had, so its append failed and it was never acknowledged
+    /// there (or the broker served the wrong data).
     #[error("SMQ served the record of offset {found} at offset {expected}")]
     OffsetMismatch {
         /// Where it was read.
@@ -228,27 +229,52 @@ fn bytes(fields: &HashMap<String, Value>, name: &str) -> Option<Bytes> {
     }
 }
 
-/// The Kafka record in `message`, read at `offset`.
-pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaRecord, RecordError> {
+/// Field set in a filler record.
+pub const FILLER: &str = "_kelp_filler";
+const FILLER_KEY: &[u8] = b"kelp-offset-filler";
+
+/// A record that only takes up an offset: what Kelp writes over offsets SMQ lost (a broker crash
+/// within its flush interval can lose acknowledged records *and* hand their offsets out again).
+/// Readers skip it, so a Kafka consumer sees a gap there, never another record at an offset it
+/// may already have read.
+pub fn filler_message(ts_ns: i64) -> DataMessage {
+    let mut fields = HashMap::with_capacity(1);
+    fields.insert(FILLER.to_string(), value(Kind::BoolValue(true)));
+    DataMessage {
+        key: Bytes::from_static(FILLER_KEY),
+        value: Bytes::from(RecordValue { fields }.encode_to_vec()),
+        ts_ns,
+        ctrl: None,
+    }
+}
+
+/// The Kafka record in `message`, read at `offset`; `None` for a filler or Kelp's partition marker.
+pub fn message_record(
+    message: &DataMessage,
+    offset: Offset,
+) -> Result<Option<KafkaRecord>, RecordError> {
+    if message.key == FILLER_KEY || message.key == super::mapping::marker_message().key {
+        let rv = RecordValue::decode(message.value.clone()).unwrap_or_default();
+        if message.value.is_empty() || rv.fields.contains_key(FILLER) {
+            return Ok(None);
+        }
+    }
     let enriched = RecordValue::decode(message.value.clone())
         .ok()
         .filter(|rv| int64(&rv.fields, OFFSET).is_some());
     let Some(rv) = enriched else {
-        return Ok(KafkaRecord {
+        return Ok(Some(KafkaRecord {
             offset,
             timestamp: TimestampMs(message.ts_ns / 1_000_000),
             key: (!message.key.is_empty()).then(|| message.key.clone()),
             value: Some(message.value.clone()),
             headers: Vec::new(),
             batch: None,
-        });
+        }));
     };
     let f = &rv.fields;
-    // A record naming a later offset than where it sits is the broker serving the wrong data (weed
-    // 4.x after reloading a partition). An earlier one was stored later than planned (a publish
-    // stream broke after the broker had stored it unacknowledged): it is the record SMQ has there.
     let found = int64(f, OFFSET).unwrap_or(offset.0);
-    if found > offset.0 {
+    if found != offset.0 {
         return Err(RecordError::OffsetMismatch {
             expected: offset.0,
             found,
@@ -272,7 +298,7 @@ pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaReco
             .collect(),
         _ => Vec::new(),
     };
-    Ok(KafkaRecord {
+    Ok(Some(KafkaRecord {
         offset,
         timestamp: TimestampMs(int64(f, TIMESTAMP).unwrap_or(message.ts_ns / 1_000_000)),
         key: (key_empty || !message.key.is_empty()).then(|| message.key.clone()),
@@ -285,44 +311,105 @@ pub fn message_record(message: &DataMessage, offset: Offset) -> Result<KafkaReco
             base_offset: int64(f, BATCH_OFFSET).unwrap_or(-1),
             records: int32(f, BATCH_RECORDS).unwrap_or(0),
         }),
-    })
+    }))
 }
 
-/// Kafka record batches (v2, uncompressed, CreateTime) of `records`, one per run of consecutive
-/// offsets, concatenated: what a Fetch answers with.
-pub fn encode_records(records: &[KafkaRecord]) -> Result<Bytes, CodecError> {
+/// What SMQ holds from Kafka offset `start` on, one slot per message (message k is offset
+/// `start + k`): the records, and nothing for fillers, Kelp's partition marker and misplaced records.
+/// A misplaced record (one naming another offset than where it sits) belongs to an append that
+/// failed when the broker assigned it another offset than the ledger had; it was never
+/// acknowledged there, so it is left out like a filler, and reported for the log.
+pub fn read_slots(
+    start: Offset,
+    messages: &[DataMessage],
+) -> (Vec<Option<KafkaRecord>>, Vec<RecordError>) {
+    let mut misplaced = Vec::new();
+    let slots = messages
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            message_record(m, start.plus(k as i64)).unwrap_or_else(|e| {
+                misplaced.push(e);
+                None
+            })
+        })
+        .collect();
+    (slots, misplaced)
+}
+
+/// Kafka record batches (v2, uncompressed, CreateTime) of what SMQ holds from offset `start` on:
+/// slot k is offset `start + k`, a record or nothing (a filler, a hole). Each run of records becomes
+/// one batch; each run of nothing an empty batch spanning it (as Kafka's compaction leaves them),
+/// so that consumers move past it instead of asking for the same offset again.
+pub fn encode_slots(start: Offset, slots: &[Option<KafkaRecord>]) -> Result<Bytes, CodecError> {
     let mut out = bytes::BytesMut::new();
-    let mut rest = records;
-    while let Some(first) = rest.first() {
-        let run = rest
+    let mut k = 0;
+    while k < slots.len() {
+        let base = start.0 + k as i64;
+        let filled = slots[k].is_some();
+        let run = slots[k..]
             .iter()
-            .enumerate()
-            .take_while(|(i, r)| r.offset.0 == first.offset.0 + *i as i64)
+            .take_while(|s| s.is_some() == filled)
             .count();
-        let (batch, tail) = rest.split_at(run);
-        rest = tail;
-        let base = first.timestamp.0;
+        let records: Vec<&KafkaRecord> = slots[k..k + run].iter().flatten().collect();
+        k += run;
+        let first_ts = records.first().map_or(-1, |r| r.timestamp.0);
         let header = BatchHeader {
-            base_offset: first.offset.0,
-            base_timestamp: base,
-            max_timestamp: batch.iter().map(|r| r.timestamp.0).max().unwrap_or(base),
+            base_offset: base,
+            base_timestamp: first_ts,
+            max_timestamp: records
+                .iter()
+                .map(|r| r.timestamp.0)
+                .max()
+                .unwrap_or(first_ts),
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
             ..BatchHeader::default()
         };
-        let news: Vec<NewRecord> = batch
+        let news: Vec<NewRecord> = records
             .iter()
             .map(|r| NewRecord {
-                timestamp_delta: r.timestamp.0.wrapping_sub(base),
+                timestamp_delta: r.timestamp.0.wrapping_sub(first_ts),
                 key: r.key.clone(),
                 value: r.value.clone(),
                 headers: r.headers.clone(),
             })
             .collect();
-        out.extend_from_slice(&encode_batch(&header, Compression::None, &news)?);
+        let batch = if filled {
+            encode_batch(&header, Compression::None, &news)?
+        } else {
+            encode_empty_batch(&header, run)?
+        };
+        out.extend_from_slice(&batch);
     }
     Ok(out.freeze())
+}
+
+/// A batch of no records spanning offsets `base..base + span`: a gap a consumer moves past.
+pub fn encode_gap(base: Offset, span: usize) -> Result<Bytes, CodecError> {
+    let header = BatchHeader {
+        base_offset: base.0,
+        base_timestamp: -1,
+        max_timestamp: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        ..BatchHeader::default()
+    };
+    encode_empty_batch(&header, span)
+}
+
+/// A batch of no records spanning `span` offsets from `header.base_offset`.
+fn encode_empty_batch(header: &BatchHeader, span: usize) -> Result<Bytes, CodecError> {
+    let batch = encode_batch(header, Compression::None, &[])?;
+    let mut b = bytes::BytesMut::from(&batch[..]);
+    // last offset delta (bytes 23..27), then the CRC (17..21) over everything from the attributes
+    let delta = i32::try_from(span.saturating_sub(1)).unwrap_or(i32::MAX);
+    b[23..27].copy_from_slice(&delta.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(b.freeze())
 }
 
 #[cfg(test)]
@@ -374,7 +461,11 @@ mod tests {
         messages
             .iter()
             .enumerate()
-            .map(|(i, m)| message_record(m, Offset(base + i as i64)).expect("reads"))
+            .map(|(i, m)| {
+                message_record(m, Offset(base + i as i64))
+                    .expect("reads")
+                    .expect("a record")
+            })
             .collect()
     }
 
@@ -433,7 +524,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_at_the_wrong_offset_is_refused() {
+    fn a_record_at_the_wrong_offset_is_no_record_there() {
         let mut out = Vec::new();
         batch_messages(
             &batch(Compression::None),
@@ -452,9 +543,16 @@ mod tests {
                 found: 10
             })
         );
-        // stored later than planned: it is what SMQ holds at offset 12
-        let late = message_record(&out[0], Offset(12)).expect("read at its real offset");
-        assert_eq!(late.offset, Offset(12));
+        // read as slots: a gap where a misplaced record sits, the others in place
+        let held = [out[0].clone(), out[2].clone(), out[2].clone()];
+        let (slots, misplaced) = read_slots(Offset(10), &held);
+        assert_eq!(misplaced.len(), 1);
+        assert_eq!(slots[0].as_ref().map(|r| r.offset), Some(Offset(10)));
+        assert!(
+            slots[1].is_none(),
+            "offset 11 holds the record meant for 12"
+        );
+        assert_eq!(slots[2].as_ref().map(|r| r.offset), Some(Offset(12)));
     }
 
     #[test]
@@ -488,8 +586,27 @@ mod tests {
             ts_ns: 3_000_000,
             ctrl: None,
         };
-        let r = message_record(&m, Offset(9)).expect("raw");
+        let r = message_record(&m, Offset(9))
+            .expect("raw")
+            .expect("a record");
         assert_eq!((r.key, r.timestamp), (None, TimestampMs(3)));
+    }
+
+    #[test]
+    fn fillers_and_markers_are_no_records_but_look_alikes_are() {
+        assert_eq!(message_record(&filler_message(5), Offset(3)), Ok(None));
+        assert_eq!(
+            message_record(&super::super::mapping::marker_message(), Offset(0)),
+            Ok(None)
+        );
+        // a raw record that merely has the filler's key is a record
+        let m = DataMessage {
+            key: Bytes::from_static(FILLER_KEY),
+            value: Bytes::from_static(b"payload"),
+            ts_ns: 1,
+            ctrl: None,
+        };
+        assert!(matches!(message_record(&m, Offset(1)), Ok(Some(_))));
     }
 
     #[test]
@@ -505,17 +622,29 @@ mod tests {
             &mut out,
         )
         .expect("converts");
-        let mut records = read_back(&out, 0);
-        records[2].offset = Offset(5); // a gap: two batches
-        let bytes = encode_records(&records).expect("encodes");
+        let records = read_back(&out, 0);
+        // offsets 0, 1: records; 2..5: nothing (fillers); 5: a record
+        let mut slots: Vec<Option<KafkaRecord>> =
+            records.iter().take(2).cloned().map(Some).collect();
+        slots.extend([None, None, None]);
+        slots.push(Some(KafkaRecord {
+            offset: Offset(5),
+            ..records[2].clone()
+        }));
+        let bytes = encode_slots(Offset(0), &slots).expect("encodes");
         let batches: Vec<RecordBatch> = crate::codec::record_batch::Batches::new(bytes)
             .map(|b| b.expect("valid batch"))
             .collect();
-        assert_eq!(batches.len(), 2);
+        assert_eq!(batches.len(), 3);
         assert_eq!(batches[0].header().base_offset, 0);
         assert_eq!(batches[0].header().record_count, 2);
         assert_eq!(batches[0].header().max_timestamp, 1_700_000_000_002);
-        assert_eq!(batches[1].header().base_offset, 5);
+        let gap = batches[1].header();
+        assert_eq!(
+            (gap.base_offset, gap.record_count, gap.last_offset()),
+            (2, 0, 4)
+        );
+        assert_eq!(batches[2].header().base_offset, 5);
         let recs = batches[0].records(1 << 20).expect("records");
         let first = recs.iter().next().expect("one").expect("valid");
         assert_eq!(first.key, Some(&b"k1"[..]));

@@ -14,6 +14,7 @@ use kelp_core::smq::messaging_pb::{
 };
 use kelp_core::smq::schema_pb;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -62,6 +63,8 @@ pub struct Smq {
     channels: Mutex<HashMap<String, Client>>,
     /// Per topic (`namespace/name`): assignments indexed by Kafka partition.
     topics: Mutex<HashMap<String, Arc<Vec<Assignment>>>>,
+    /// The broker answered the readiness probe and nothing failed since.
+    ready: AtomicBool,
 }
 
 fn key(topic: &schema_pb::Topic) -> String {
@@ -75,6 +78,7 @@ impl Smq {
             bootstrap,
             channels: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -105,36 +109,47 @@ impl Smq {
         self.client(&self.bootstrap)
     }
 
+    /// One readiness check: the broker names a leader and serves a harmless control-plane call.
+    async fn probe(&self) -> Result<String, SmqError> {
+        let mut c = self.control()?;
+        let attempt = async {
+            let leader = c
+                .find_broker_leader(FindBrokerLeaderRequest::default())
+                .await
+                .map_err(|s| SmqError::call("FindBrokerLeader", s))?
+                .into_inner()
+                .broker;
+            if leader.is_empty() {
+                return Err(SmqError::Call {
+                    call: "FindBrokerLeader",
+                    message: "no leader yet".into(),
+                });
+            }
+            c.list_topics(ListTopicsRequest {})
+                .await
+                .map_err(|s| SmqError::call("ListTopics", s))?;
+            Ok(leader)
+        };
+        let leader = tokio::time::timeout(RPC_TIMEOUT, attempt)
+            .await
+            .map_err(|_| SmqError::Call {
+                call: "FindBrokerLeader",
+                message: "timed out".into(),
+            })??;
+        self.ready.store(true, Ordering::Relaxed);
+        Ok(leader)
+    }
+
     /// Waits until the broker names a leader and serves control-plane calls.
     pub async fn wait_ready(&self, limit: Duration) -> Result<(), SmqError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let mut c = self.control()?;
-            let attempt = async {
-                let leader = c
-                    .find_broker_leader(FindBrokerLeaderRequest::default())
-                    .await
-                    .map_err(|s| SmqError::call("FindBrokerLeader", s))?
-                    .into_inner()
-                    .broker;
-                if leader.is_empty() {
-                    return Err(SmqError::Call {
-                        call: "FindBrokerLeader",
-                        message: "no leader yet".into(),
-                    });
-                }
-                c.list_topics(ListTopicsRequest {})
-                    .await
-                    .map_err(|s| SmqError::call("ListTopics", s))?;
-                Ok(leader)
-            };
-            let last = match tokio::time::timeout(RPC_TIMEOUT, attempt).await {
-                Ok(Ok(leader)) => {
+            let last = match self.probe().await {
+                Ok(leader) => {
                     tracing::info!(broker = %self.bootstrap, %leader, "SMQ broker ready");
                     return Ok(());
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "timed out".to_string(),
+                Err(e) => e.to_string(),
             };
             if tokio::time::Instant::now() >= deadline {
                 return Err(SmqError::Connect {
@@ -145,6 +160,23 @@ impl Smq {
             tracing::info!(broker = %self.bootstrap, state = %last, "waiting for the SMQ broker");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Fails fast unless the broker is known ready, checking again after an error. weed 4.x
+    /// crashes (a nil lock client) when `LookupTopicBrokers` and other calls reach a broker that
+    /// has not yet found its balancer, which is the case for a while after it restarts: no call but
+    /// the readiness probe goes out until the probe passes.
+    async fn ensure_ready(&self) -> Result<(), SmqError> {
+        if self.ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.probe()
+            .await
+            .map(|_| ())
+            .map_err(|e| SmqError::Connect {
+                addr: self.bootstrap.clone(),
+                message: format!("broker not ready: {e}"),
+            })
     }
 
     /// Creates `topic` with `count` partitions (or finds it with that many), and caches where its
@@ -161,6 +193,7 @@ impl Smq {
                 message: format!("partition count {count}"),
             });
         }
+        self.ensure_ready().await?;
         let response = tokio::time::timeout(
             RPC_TIMEOUT,
             self.control()?.configure_topic(ConfigureTopicRequest {
@@ -187,6 +220,7 @@ impl Smq {
         if let Some(a) = self.cached(topic) {
             return Ok(a);
         }
+        self.ensure_ready().await?;
         let response = tokio::time::timeout(
             RPC_TIMEOUT,
             self.control()?
@@ -209,8 +243,10 @@ impl Smq {
         topics.get(&key(topic)).cloned()
     }
 
-    /// Forgets `topic`'s assignments (after an error: the leader may have moved).
+    /// Forgets `topic`'s assignments and whether the broker is ready (after an error: the leader
+    /// may have moved, the broker may be restarting).
     pub fn forget(&self, topic: &schema_pb::Topic) {
+        self.ready.store(false, Ordering::Relaxed);
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         topics.remove(&key(topic));
     }
@@ -271,6 +307,7 @@ impl Smq {
         topic: &schema_pb::Topic,
         index: i32,
     ) -> Result<Assignment, SmqError> {
+        self.ensure_ready().await?;
         let all = self.assignments(topic).await?;
         all.get(index.max(0) as usize)
             .cloned()
@@ -359,8 +396,9 @@ impl Smq {
         .map_err(|_| SmqError::Call {
             call: "GetPartitionRangeInfo",
             message: "timed out".into(),
-        })?
-        .map_err(|s| SmqError::call("GetPartitionRangeInfo", s))?
+        })
+        .and_then(|r| r.map_err(|s| SmqError::call("GetPartitionRangeInfo", s)))
+        .inspect_err(|_| self.forget(topic))?
         .into_inner();
         if !response.error.is_empty() {
             return Err(SmqError::Call {

@@ -16,13 +16,13 @@ pub mod restore;
 use crate::config::SmqSettings;
 use crate::storage::Completion;
 use client::Smq;
-use kelp_core::codec::record_batch::RecordBatch;
+use kelp_core::codec::record_batch::{BatchHeader, RecordBatch};
 use kelp_core::smq::mapping::Namespaces;
 use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position, tail_entries};
 use kelp_core::smq::messaging_pb::DataMessage;
 use kelp_core::smq::publish::{PublishError, PublishEvent};
 use kelp_core::smq::record::{
-    KafkaRecord, ValueFormat, batch_messages, encode_records, message_record,
+    KafkaRecord, ValueFormat, batch_messages, encode_gap, encode_slots, filler_message, read_slots,
 };
 use kelp_core::storage::{
     AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken,
@@ -315,6 +315,34 @@ async fn create(shared: &Shared, tp: &TopicPartition, count: i32) -> StorageComp
     .await
 }
 
+/// A batch as the ledger describes it: header, base offset, size.
+type BatchInfo = (BatchHeader, Offset, u64);
+
+/// The SMQ messages of an append's batches, and what the ledger needs of each batch.
+fn messages_of(
+    shared: &Shared,
+    tp: &TopicPartition,
+    batches: &[AppendBatch],
+) -> Result<(Vec<DataMessage>, Vec<BatchInfo>), kelp_core::codec::CodecError> {
+    let mut messages = Vec::new();
+    let mut parsed = Vec::with_capacity(batches.len());
+    let append_ts_ns = shared.append_time();
+    for b in batches {
+        let batch = RecordBatch::parse(b.bytes.clone())?;
+        batch_messages(
+            &batch,
+            b.base_offset,
+            tp.partition,
+            append_ts_ns,
+            shared.format,
+            shared.max_decompressed,
+            &mut messages,
+        )?;
+        parsed.push((batch.header().clone(), b.base_offset, b.bytes.len() as u64));
+    }
+    Ok((messages, parsed))
+}
+
 async fn append(
     shared: &Shared,
     tp: &TopicPartition,
@@ -324,30 +352,38 @@ async fn append(
     let Some(first) = batches.first().map(|b| b.base_offset) else {
         return StorageCompletion::Failed(StorageError::Io("empty append".into()));
     };
-    let mut messages = Vec::new();
-    let mut parsed = Vec::with_capacity(batches.len());
-    let append_ts_ns = shared.append_time();
-    for b in &batches {
-        let batch = match RecordBatch::parse(b.bytes.clone()) {
-            Ok(batch) => batch,
-            Err(e) => return StorageCompletion::Failed(StorageError::Corrupt(e.to_string())),
-        };
-        if let Err(e) = batch_messages(
-            &batch,
-            b.base_offset,
-            tp.partition,
-            append_ts_ns,
-            shared.format,
-            shared.max_decompressed,
-            &mut messages,
-        ) {
-            return StorageCompletion::Failed(StorageError::Corrupt(e.to_string()));
-        }
-        parsed.push((batch.header().clone(), b.base_offset, b.bytes.len() as u64));
-    }
+    let (messages, parsed) = match messages_of(shared, tp, &batches) {
+        Ok(m) => m,
+        Err(e) => return StorageCompletion::Failed(StorageError::Corrupt(e.to_string())),
+    };
     let total = messages.len() as u64;
-    let (stored, ack_ts, error) = match publisher::publish(publisher, Some(first.0), messages).await
+    let mut event = publisher::publish(publisher, Some(first.0), messages).await;
+    if let PublishEvent::Failed {
+        stored: 0,
+        error: PublishError::OffsetMismatch { expected, assigned },
+        ..
+    } = event
+        && expected == first.0
+        && assigned < expected
     {
+        // SMQ lost acknowledged records and would hand their offsets out again: fill them
+        tracing::error!(
+            partition = %tp,
+            from = assigned,
+            to = expected,
+            "SMQ lost acknowledged records (a broker crash within its flush interval); their \
+             offsets become a gap"
+        );
+        let ts = shared.append_time();
+        let fillers = (assigned..expected).map(|_| filler_message(ts)).collect();
+        if let PublishEvent::Stored { .. } =
+            publisher::publish(publisher, Some(assigned), fillers).await
+            && let Ok((messages, _)) = messages_of(shared, tp, &batches)
+        {
+            event = publisher::publish(publisher, Some(first.0), messages).await;
+        }
+    }
+    let (stored, ack_ts, error) = match event {
         PublishEvent::Stored { last_ack_ts_ns, .. } => (total, last_ack_ts_ns, None),
         PublishEvent::Failed { stored, error, .. } => (stored, 0, Some(error)),
     };
@@ -444,12 +480,9 @@ pub(crate) async fn read_records(
                 at.0, to.0
             )));
         }
-        for m in response.messages.iter().take(wanted) {
-            records.push(
-                message_record(m, at).map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?,
-            );
-            at = at.plus(1);
-        }
+        let got = &response.messages[..wanted.min(response.messages.len())];
+        records.extend(slots(tp, at, got).into_iter().flatten());
+        at = at.plus(got.len() as i64);
     }
     Ok(records)
 }
@@ -501,15 +534,59 @@ async fn read(
         .fetch(&topic, tp.partition, offset.0, max_bytes.max(1), wanted)
         .await
         .map_err(io)?;
-    let records = response
+    if response.messages.is_empty() {
+        return unreadable(shared, tp, offset, end).await;
+    }
+    let got = &response.messages[..wanted.min(response.messages.len())];
+    encode_slots(offset, &slots(tp, offset, got)).map_err(io)
+}
+
+/// SMQ serves nothing at `offset`, below the end: after a broker crash weed 4.53 can hold offsets
+/// it cannot read back (records lost, or re-assigned over flushed ones). Once a patient retry finds
+/// nothing either, the offsets up to the next readable one are answered as a gap (an empty batch),
+/// so that consumers do not ask for the same offset forever; the error log names the range.
+async fn unreadable(
+    shared: &Shared,
+    tp: &TopicPartition,
+    offset: Offset,
+    end: Offset,
+) -> Result<bytes::Bytes, StorageError> {
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    if !fetch_patiently(shared, &topic, tp.partition, offset, 1)
+        .await?
         .messages
-        .iter()
-        .take(wanted)
-        .enumerate()
-        .map(|(k, m)| message_record(m, offset.plus(k as i64)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?;
-    encode_records(&records).map_err(io)
+        .is_empty()
+    {
+        // readable after all (a partition being reloaded): the consumer asks again
+        return Ok(bytes::Bytes::new());
+    }
+    // the next readable offset, probing 1, 2, 4, ... ahead (at most the end)
+    let mut step = 1;
+    let mut next = end;
+    while offset.0 + step < end.0 {
+        let at = offset.plus(step);
+        let r = shared
+            .smq
+            .fetch(&topic, tp.partition, at.0, 1 << 20, 1)
+            .await
+            .map_err(io)?;
+        if !r.messages.is_empty() {
+            next = at;
+            break;
+        }
+        step *= 2;
+    }
+    tracing::error!(partition = %tp, from = offset.0, to = next.0, "SMQ cannot serve these offsets below the end of the log; answered as a gap");
+    encode_gap(offset, (next.0 - offset.0) as usize).map_err(io)
+}
+
+/// The records SMQ holds from `start` (see [`read_slots`]), logging misplaced ones.
+fn slots(tp: &TopicPartition, start: Offset, messages: &[DataMessage]) -> Vec<Option<KafkaRecord>> {
+    let (slots, misplaced) = read_slots(start, messages);
+    if let Some(first) = misplaced.first() {
+        tracing::warn!(partition = %tp, count = misplaced.len(), first = %first, "SMQ holds records at offsets other than theirs (from failed appends); read as gaps");
+    }
+    slots
 }
 
 /// The first record at or after `start` (and before `end`) with a timestamp >= `timestamp`.
@@ -532,14 +609,15 @@ async fn find_time(
         if response.messages.is_empty() {
             break;
         }
-        for (k, m) in response.messages.iter().take(wanted).enumerate() {
-            let r = message_record(m, at.plus(k as i64))
-                .map_err(|e| StorageError::Corrupt(format!("{tp}: {e}")))?;
-            if r.timestamp >= timestamp {
-                return Ok(Some((r.offset, r.timestamp)));
-            }
+        let got = &response.messages[..wanted.min(response.messages.len())];
+        if let Some(r) = slots(tp, at, got)
+            .into_iter()
+            .flatten()
+            .find(|r| r.timestamp >= timestamp)
+        {
+            return Ok(Some((r.offset, r.timestamp)));
         }
-        at = at.plus(response.messages.len().min(wanted) as i64);
+        at = at.plus(got.len() as i64);
     }
     Ok(None)
 }

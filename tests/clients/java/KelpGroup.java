@@ -24,6 +24,7 @@
 //                           record, in send order.
 //          [--until-stop yes] go on with more rounds of the same size after N until `stop` or EOF on
 //                           stdin (at least N records are sent)
+//          [--pause-ms N]   sleep N ms after each round
 //
 // Output, one JSON line each (logs on stderr):
 //   {"event":"assigned","added":[P..],"partitions":[P..],"generation":G,"member_id":M}   after each rebalance
@@ -108,6 +109,7 @@ public class KelpGroup {
         String topic = opt.get("topic");
         int count = intOpt("count", 100), partitions = intOpt("partitions", 3), first = intOpt("first", 0);
         int rounds = Math.max(1, intOpt("rounds", 1));
+        int pauseMs = intOpt("pause-ms", 0);
         Properties pp = new Properties();
         pp.put("bootstrap.servers", opt.get("bootstrap"));
         pp.put("client.id", opt.getOrDefault("client-id", "kelp-e2e-java-group-producer"));
@@ -139,6 +141,7 @@ public class KelpGroup {
                 if ((i - first + 1) % perRound == 0) {
                     p.flush();
                     emit("{\"event\":\"flushed\",\"sent\":" + (i - first + 1) + "}");
+                    if (pauseMs > 0) Thread.sleep(pauseMs);
                 }
             }
             p.flush();
