@@ -275,7 +275,7 @@ impl Smq {
         }
         let mut slots: Vec<Option<Assignment>> = vec![None; found.len()];
         for a in found {
-            let p = a.partition.clone().unwrap_or_default();
+            let p = a.partition.unwrap_or_default();
             let i = partition_index(p.range_start, count)
                 .filter(|i| {
                     partition_range(*i, count).is_some_and(|(_, stop)| stop == p.range_stop)
@@ -332,7 +332,7 @@ impl Smq {
             RPC_TIMEOUT,
             self.client(&a.leader)?.fetch_message(FetchMessageRequest {
                 topic: Some(topic.clone()),
-                partition: Some(a.partition.clone()),
+                partition: Some(a.partition),
                 start_offset: start.saturating_add(SMQ_OFFSET_BASE),
                 max_bytes: max_bytes.min(i32::MAX as usize) as i32,
                 max_messages: max_messages.min(i32::MAX as usize) as i32,
@@ -389,7 +389,7 @@ impl Smq {
             self.client(&a.leader)?
                 .get_partition_range_info(GetPartitionRangeInfoRequest {
                     topic: Some(topic.clone()),
-                    partition: Some(a.partition.clone()),
+                    partition: Some(a.partition),
                 }),
         )
         .await

@@ -115,7 +115,7 @@ impl SmqStorage {
             .end_offset(&mappings, 0)
             .await
             .map_err(|e| e.to_string())?
-            == None
+            .is_none()
         {
             publisher::start_partition(&smq, &mappings, 0).await?;
         }

@@ -143,7 +143,7 @@ async fn open(
     let mut client = smq.client(&a.leader).map_err(|e| e.to_string())?;
     let mut session = PublishSession::new(
         topic.clone(),
-        a.partition.clone(),
+        a.partition,
         format!("kelp-{}", std::process::id()),
         window,
     );
