@@ -39,7 +39,7 @@ KELP_E2E_SMQ="$(tail -n 1 "$smq_dir/broker")"
 export KELP_E2E_SMQ
 echo "SMQ broker at $KELP_E2E_SMQ"
 cargo test --locked -p kelp-tests 2>&1 | tee -a "$log"
-cargo test --locked -p kelp-tokio --test crash 2>&1 | tee -a "$log"
+cargo test --locked -p kelp-tokio --test crash --test smq_native 2>&1 | tee -a "$log"
 stop_weed
 trap - EXIT
 unset KELP_E2E_SMQ

@@ -1,0 +1,125 @@
+//! An SMQ-native subscriber (Kelp's own gRPC client of the broker, no Kafka on the way) reads the
+//! records Kelp wrote and sees the `_kafka_*` fields. Runs with `KELP_E2E_SMQ=host:port` (the second
+//! pass of `scripts/test.sh`); without it there is no broker to read from, and it says so.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Client, Kelp, free_port, smq_namespace};
+use kelp_core::smq::messaging_pb::seaweed_messaging_client::SeaweedMessagingClient;
+use kelp_core::smq::messaging_pb::subscribe_message_request::{InitMessage, Message};
+use kelp_core::smq::messaging_pb::subscribe_message_response::Message as Reply;
+use kelp_core::smq::messaging_pb::{LookupTopicBrokersRequest, SubscribeMessageRequest};
+use kelp_core::smq::record;
+use kelp_core::smq::schema_pb::{OffsetType, PartitionOffset, RecordValue, Topic, value::Kind};
+use prost::Message as _;
+use std::time::Duration;
+
+#[test]
+fn an_smq_subscriber_sees_the_kafka_fields_of_records_kelp_wrote() {
+    let Ok(broker) = std::env::var("KELP_E2E_SMQ") else {
+        eprintln!(
+            "an_smq_subscriber_sees_the_kafka_fields: no KELP_E2E_SMQ broker; nothing to read"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kelp = Kelp::start(dir.path(), free_port());
+    let mut c = Client::connect(kelp.addr).unwrap();
+    c.create("native");
+    let values: Vec<String> = (0..3).map(|i| format!("value-{i}")).collect();
+    assert_eq!(c.produce("native", &values).unwrap(), Some(0));
+
+    let topic = Topic {
+        namespace: smq_namespace(dir.path()),
+        name: "native".into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen: Vec<RecordValue> = rt.block_on(async {
+        let mut control = SeaweedMessagingClient::connect(format!("http://{broker}"))
+            .await
+            .unwrap();
+        let assignment = control
+            .lookup_topic_brokers(LookupTopicBrokersRequest {
+                topic: Some(topic.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .broker_partition_assignments
+            .remove(0);
+        let mut leader =
+            SeaweedMessagingClient::connect(format!("http://{}", assignment.leader_broker))
+                .await
+                .unwrap();
+        let init = SubscribeMessageRequest {
+            message: Some(Message::Init(InitMessage {
+                consumer_group: "smq-native-test".into(),
+                consumer_id: "reader".into(),
+                client_id: "reader".into(),
+                topic: Some(topic.clone()),
+                partition_offset: Some(PartitionOffset {
+                    partition: assignment.partition,
+                    start_ts_ns: 0,
+                    start_offset: 0,
+                }),
+                offset_type: OffsetType::ResetToEarliest as i32,
+                sliding_window_size: 64,
+                ..Default::default()
+            })),
+        };
+        // keep the request stream open while reading
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(init).unwrap();
+        let mut replies = leader
+            .subscribe_message(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = Vec::new();
+        let read = async {
+            while seen.len() < values.len() {
+                let Some(reply) = replies.message().await.unwrap() else {
+                    break;
+                };
+                if let Some(Reply::Data(m)) = reply.message {
+                    // Kelp's partition marker at SMQ offset 0 is no Kafka record
+                    if let Ok(rv) = RecordValue::decode(m.value.clone())
+                        && rv.fields.contains_key(record::OFFSET)
+                    {
+                        seen.push(rv);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the subscriber got the records in time");
+        drop(tx);
+        seen
+    });
+    for (i, rv) in seen.iter().enumerate() {
+        let f = &rv.fields;
+        assert!(matches!(f[record::OFFSET].kind, Some(Kind::Int64Value(o)) if o == i as i64));
+        assert!(matches!(
+            f[record::PARTITION].kind,
+            Some(Kind::Int32Value(0))
+        ));
+        assert!(matches!(
+            f[record::TIMESTAMP].kind,
+            Some(Kind::Int64Value(1))
+        ));
+        assert_eq!(
+            f[record::VALUE].kind,
+            Some(Kind::BytesValue(Bytes::from(values[i].clone())))
+        );
+    }
+    eprintln!(
+        "an SMQ subscriber read {} records with their _kafka_* fields",
+        seen.len()
+    );
+    drop(kelp);
+}
