@@ -100,6 +100,15 @@ impl Live {
             .collect()
     }
 
+    /// How many records a `KelpGroup.java produce` has had acknowledged so far: the `sent` count of
+    /// its last `flushed` event (0 before the first).
+    pub fn flushed(&self) -> usize {
+        self.events("flushed")
+            .last()
+            .and_then(|j| j.get("sent").as_i64())
+            .unwrap_or(0) as usize
+    }
+
     /// Writes one line to its stdin (ignored when it has exited).
     pub fn send(&mut self, line: &str) {
         if let Some(s) = self.stdin.as_mut() {

@@ -1481,26 +1481,19 @@ fn java_idempotent_producer_across_gateway_kill9() {
         "idempotent-producer",
         &mut java_group(env.bootstrap(), &topic, &args),
     );
-    // Each "flushed" event means all records so far are acknowledged.
-    let flushed = |m: &Live| {
-        m.events("flushed")
-            .last()
-            .and_then(|j| j.get("sent").as_i64())
-            .unwrap_or(0) as usize
-    };
     wait_for(
         Duration::from_secs(60),
         "a third of the records acknowledged",
         &[&producer],
-        || (flushed(&producer) >= N / 3).then_some(()),
+        || (producer.flushed() >= N / 3).then_some(()),
     );
-    let at_kill = flushed(&producer);
+    let at_kill = producer.flushed();
     let restarted = env.gw.kill9_restart();
     wait_for(
         Duration::from_secs(120),
         "records acknowledged after the restart",
         &[&producer],
-        || (flushed(&producer) >= at_kill + N / 3).then_some(()),
+        || (producer.flushed() >= at_kill + N / 3).then_some(()),
     );
     producer.send("stop");
     let status = producer.wait_exit(Duration::from_secs(120));
@@ -1514,7 +1507,7 @@ fn java_idempotent_producer_across_gateway_kill9() {
         .iter()
         .map(|j| ack_of(j).expect("an ack line"))
         .collect();
-    let sent = flushed(&producer);
+    let sent = producer.flushed();
     assert!(sent >= N, "at least {N} records sent, {sent}");
     assert_eq!(acks.len(), sent, "every record acknowledged");
     progress(&format!(

@@ -72,23 +72,17 @@ fn weed_restart_mid_stream() {
             ],
         ),
     );
-    let flushed = |m: &Live| {
-        m.events("flushed")
-            .last()
-            .and_then(|j| j.get("sent").as_i64())
-            .unwrap_or(0) as usize
-    };
     wait_for(
         Duration::from_secs(60),
         "500 records acknowledged",
         &[&producer],
-        || (flushed(&producer) >= 500).then_some(()),
+        || (producer.flushed() >= 500).then_some(()),
     );
     // Everything acknowledged by now has been in the broker for more than a flush interval (and a
     // margin) when it is killed: it must survive.
-    let safe = flushed(&producer);
+    let safe = producer.flushed();
     std::thread::sleep(Duration::from_secs(FLUSH_S + 2));
-    let at_stop = flushed(&producer);
+    let at_stop = producer.flushed();
     progress(&format!(
         "{safe} acknowledged at least {} s before the kill, {at_stop} at the kill",
         FLUSH_S + 2
@@ -98,7 +92,7 @@ fn weed_restart_mid_stream() {
         Duration::from_secs(150),
         "500 more records acknowledged after the broker's restart",
         &[&producer],
-        || (flushed(&producer) >= at_stop + 500).then_some(()),
+        || (producer.flushed() >= at_stop + 500).then_some(()),
     );
     producer.send("stop");
     let status = producer.wait_exit(Duration::from_secs(120));

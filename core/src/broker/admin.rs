@@ -352,11 +352,7 @@ impl Gateway {
             frame_len,
             ResponseBody::CreateTopics(response),
             creates,
-            |token, tp, topic_partitions| StorageCommand::CreatePartition {
-                token,
-                partition: tp,
-                topic_partitions,
-            },
+            create_partition,
         );
         // After the creates: the storage keeps per-partition order, so partition 0 exists by then.
         for name in created {
@@ -513,11 +509,7 @@ impl Gateway {
             frame_len,
             ResponseBody::CreatePartitions(response),
             creates,
-            |token, tp, topic_partitions| StorageCommand::CreatePartition {
-                token,
-                partition: tp,
-                topic_partitions,
-            },
+            create_partition,
         )
     }
 
@@ -609,5 +601,18 @@ impl Gateway {
                 },
             );
         }
+    }
+}
+
+/// The storage command creating partition `partition` of a topic of `topic_partitions`.
+fn create_partition(
+    token: crate::storage::StorageToken,
+    partition: TopicPartition,
+    topic_partitions: i32,
+) -> StorageCommand {
+    StorageCommand::CreatePartition {
+        token,
+        partition,
+        topic_partitions,
     }
 }
