@@ -20,6 +20,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
 # The end-to-end tests run the debug `kelp` that this build makes, and may not skip a client.
 cargo build --locked -p kelp-tokio --bin kelp
+cargo build --locked -p kelp-core --example event_loop   # the embedding example, served to librdkafka in clients.rs
 export KELP_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kelp" KELP_E2E_REQUIRE=1
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"

@@ -145,6 +145,23 @@ impl Gateway {
         Some(Gateway::spawn(&bin, backend))
     }
 
+    /// Starts the example program `name` of kelp-core (`target/debug/examples/<name>`, built by
+    /// `cargo build -p kelp-core --example <name>`), which takes the gateway's flags.
+    pub fn start_example(test: &str, name: &str) -> Option<Gateway> {
+        let bin = target_dir().join("debug/examples").join(name);
+        if !bin.is_file() {
+            skip(
+                test,
+                &format!(
+                    "no {} (cargo build -p kelp-core --example {name})",
+                    bin.display()
+                ),
+            );
+            return None;
+        }
+        Some(Gateway::spawn(&bin, Vec::new()))
+    }
+
     /// Starts the `kelp` binary with its records in the SMQ broker at `broker` (`host:port`).
     pub fn start_on_smq(test: &str, broker: &str) -> Option<Gateway> {
         match find_binary() {

@@ -4,19 +4,44 @@
 //! lookups with kcat and with the client, and finally read it back with the client itself.
 
 use kelp_tests::clients::kcat;
+use kelp_tests::gateway::Gateway;
 use kelp_tests::records::{self, PARTITIONS};
-use kelp_tests::{Client, Tool, now_ms, progress, setup};
+use kelp_tests::{Client, Env, Tool, now_ms, progress, setup};
 
 fn round_trip(client: Client) {
     let test = client.name().replace('-', "_");
     let Some(env) = setup(&test, &[Tool::Client(client), Tool::Kcat]) else {
         return;
     };
+    round_trip_on(&env, client);
+}
+
+/// The core embedded in a 170-line event loop of its own (`core/examples/event_loop.rs`: one thread,
+/// non-blocking std sockets, in-memory storage) serves the same round trip to librdkafka and kcat.
+#[test]
+fn embedding_example() {
+    let test = "embedding_example";
+    for t in [Tool::Client(Client::Librdkafka), Tool::Kcat] {
+        if let Err(e) = t.check() {
+            kelp_tests::skip(test, &e);
+            return;
+        }
+    }
+    if std::env::var("KELP_E2E_BOOTSTRAP").is_ok() || kelp_tests::gateway::smq_backend() {
+        return; // not the gateway under test
+    }
+    let Some(gw) = Gateway::start_example(test, "event_loop") else {
+        return;
+    };
+    round_trip_on(&Env::new(test, gw), Client::Librdkafka);
+}
+
+fn round_trip_on(env: &Env, client: Client) {
     let topic = env.topic("rt");
     let bootstrap = env.bootstrap().to_string();
 
     assert_eq!(
-        client.create(&env, &topic),
+        client.create(env, &topic),
         i64::from(PARTITIONS),
         "{} create: partition count",
         client.name()
@@ -25,7 +50,7 @@ fn round_trip(client: Client) {
     let plan = records::plan(&client.caps(), now_ms() - 600_000);
     let file = env.path("records.tsv");
     records::write_plan(&file, &plan);
-    let acks = client.produce(&env, &topic, &file);
+    let acks = client.produce(env, &topic, &file);
     records::check_acks(&plan, &acks).unwrap_or_else(|e| panic!("{} produce: {e}", client.name()));
     progress(&format!("{} records acked with dense offsets", acks.len()));
 
@@ -39,7 +64,7 @@ fn round_trip(client: Client) {
     let want = records::expected_offsets(&acks, &queries);
     let got = kcat::offsets(&bootstrap, &topic, &want);
     records::check_offsets("kcat -Q", &want, &got, false).unwrap_or_else(|e| panic!("{e}"));
-    let got = client.offsets(&env, &topic, &queries);
+    let got = client.offsets(env, &topic, &queries);
     records::check_offsets(client.name(), &want, &got, client.caps().time_miss_is_end)
         .unwrap_or_else(|e| panic!("{e}"));
     progress("watermarks and time lookups agree");
@@ -48,7 +73,7 @@ fn round_trip(client: Client) {
     if client == Client::Kafkajs && !env.serves_groups("kafkajs consume") {
         return;
     }
-    let mine = client.consume(&env, &topic);
+    let mine = client.consume(env, &topic);
     records::same_records(
         "acked",
         &acks,
