@@ -20,6 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: smq_read_speed BROKER NAMESPACE TOPIC COUNT".into());
     }
     let (broker, count) = (&a[0], a[3].parse::<usize>()?);
+    // optional 5th argument: the SMQ offset the subscription starts at (EXACT_OFFSET)
+    let from: Option<i64> = a.get(4).and_then(|s| s.parse().ok());
     let topic = Topic {
         namespace: a[1].clone(),
         name: a[2].clone(),
@@ -74,9 +76,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             partition_offset: Some(PartitionOffset {
                 partition: p,
                 start_ts_ns: 0,
-                start_offset: 0,
+                start_offset: from.unwrap_or(0),
             }),
-            offset_type: OffsetType::ResetToEarliest as i32,
+            offset_type: if from.is_some() {
+                OffsetType::ExactOffset as i32
+            } else {
+                OffsetType::ResetToEarliest as i32
+            },
             sliding_window_size: 1024,
             ..Default::default()
         })),
@@ -86,10 +92,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .into_inner();
     let mut n = 0;
-    while n < count + 1 {
+    let want = count + 1 - from.unwrap_or(0) as usize;
+    while n < want {
         match replies.message().await? {
-            Some(r) if matches!(r.message, Some(Reply::Data(_))) => n += 1,
-            Some(_) => {}
+            Some(r) => {
+                if let Some(Reply::Data(m)) = r.message {
+                    if n == 0 {
+                        let first = kelp_core::smq::record::read_slots(
+                            kelp_core::types::Offset(from.unwrap_or(0) - 1),
+                            std::slice::from_ref(&m),
+                        );
+                        println!("first message: {:?}", first.0[0].as_ref().map(|r| r.offset));
+                    }
+                    n += 1;
+                }
+            }
             None => break,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`restore`] rebuilds the partitions at start-up from the ledger topic.
 
 pub mod client;
+pub mod cursor;
 pub mod publisher;
 pub mod restore;
 
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) max_decompressed: usize,
     /// The ledger topic's publisher.
     pub(crate) ledger: mpsc::UnboundedSender<publisher::Job>,
+    /// Per partition, the subscription sequential reads go through.
+    cursors: cursor::Cursors,
     /// Serialises `ConfigureTopic` calls (a topic's partitions are created together).
     configure: tokio::sync::Mutex<()>,
     /// The largest append time handed out.
@@ -127,6 +130,7 @@ impl SmqStorage {
             window: settings.window,
             max_decompressed,
             ledger,
+            cursors: cursor::Cursors::default(),
             configure: tokio::sync::Mutex::new(()),
             last_append_ns: std::sync::atomic::AtomicI64::new(0),
         });
@@ -526,6 +530,20 @@ async fn read(
 ) -> Result<bytes::Bytes, StorageError> {
     if offset >= end {
         return Ok(bytes::Bytes::new());
+    }
+    // (raw values carry no offset to check a subscription's numbering against: FetchMessage only)
+    if shared.format == ValueFormat::Enriched
+        && let Some(messages) = shared
+            .cursors
+            .read(shared, tp, offset, max_bytes, end)
+            .await
+    {
+        let (slots, misplaced) = read_slots(offset, &messages);
+        if misplaced.is_empty() {
+            return encode_slots(offset, &slots).map_err(io);
+        }
+        // a subscription numbers records by counting them; over a hole that is wrong
+        shared.cursors.drop_cursor(tp).await;
     }
     let topic = shared.namespaces.smq_topic(tp.topic.as_str());
     let wanted = ((end.0 - offset.0) as usize).min(FETCH_MESSAGES);
