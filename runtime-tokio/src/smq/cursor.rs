@@ -162,11 +162,8 @@ async fn subscribe(
         .map_err(|s| s.message().to_string())?
     {
         match reply.message {
-            Some(Reply::Data(m)) => {
-                if tx.send(m).await.is_err() {
-                    break; // the cursor is gone
-                }
-            }
+            // the cursor is gone
+            Some(Reply::Data(m)) if tx.send(m).await.is_err() => break,
             Some(Reply::Ctrl(c)) if !c.error.is_empty() => return Err(c.error),
             _ => {}
         }
