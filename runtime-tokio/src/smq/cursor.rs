@@ -162,8 +162,10 @@ async fn subscribe(
         .map_err(|s| s.message().to_string())?
     {
         match reply.message {
-            // the cursor is gone
-            Some(Reply::Data(m)) if tx.send(m).await.is_err() => break,
+            Some(Reply::Data(m)) => tx
+                .send(m)
+                .await
+                .map_err(|_| "the cursor is gone".to_string())?,
             Some(Reply::Ctrl(c)) if !c.error.is_empty() => return Err(c.error),
             _ => {}
         }
