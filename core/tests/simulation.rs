@@ -236,22 +236,8 @@ impl World {
             .max()
             .unwrap_or(0);
         let offset = self.rng.below(known as u64 + 1) as i64;
-        let body = FetchRequest {
-            max_wait_ms: self.rng.below(100) as i32,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            topics: vec![FetchTopic {
-                topic: "sim".into(),
-                partitions: vec![FetchPartition {
-                    partition,
-                    fetch_offset: offset,
-                    partition_max_bytes: 1 + self.rng.below(4096) as i32,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
+        let wait = self.rng.below(100) as i32;
+        let body = fetch_request(partition, offset, wait, 1 + self.rng.below(4096) as i32);
         self.send(
             c,
             12,
@@ -483,22 +469,7 @@ impl World {
             let mut at = 0;
             let mut stored = Vec::new();
             loop {
-                let body = FetchRequest {
-                    max_wait_ms: 0,
-                    min_bytes: 1,
-                    max_bytes: 1 << 20,
-                    topics: vec![FetchTopic {
-                        topic: "sim".into(),
-                        partitions: vec![FetchPartition {
-                            partition,
-                            fetch_offset: at,
-                            partition_max_bytes: 1 << 20,
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                };
+                let body = fetch_request(partition, at, 0, 1 << 20);
                 self.send(
                     0,
                     12,
@@ -581,6 +552,26 @@ impl World {
             }
         }
         frame.unwrap_or_else(|| self.fail("no answer to the final fetch"))
+    }
+}
+
+/// A Fetch of one partition of the simulated topic.
+fn fetch_request(partition: i32, offset: i64, max_wait_ms: i32, max_bytes: i32) -> FetchRequest {
+    FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            topic: "sim".into(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: offset,
+                partition_max_bytes: max_bytes,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
