@@ -5,6 +5,7 @@
 pub mod config;
 pub mod file_log;
 pub mod metrics;
+pub mod runtime;
 pub mod server;
 pub mod smq;
 pub mod storage;

@@ -3,13 +3,12 @@
 //! The gateway task answers a snapshot request between two inputs, so the figures are consistent
 //! with each other and reading them takes no lock.
 
+use crate::runtime::Rt;
 use crate::server::Event;
 use kelp_core::broker::Gateway;
 use serde::Serialize;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 /// Figures for the endpoints.
@@ -165,8 +164,8 @@ impl Snapshot {
 }
 
 /// Serves the endpoints on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, events: mpsc::UnboundedSender<Event>) {
-    let listener = match TcpListener::bind(addr).await {
+pub async fn serve(rt: Rt, addr: SocketAddr, events: mpsc::UnboundedSender<Event>) {
+    let mut listener = match rt.bind(addr).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot listen for metrics");
@@ -175,14 +174,14 @@ pub async fn serve(addr: SocketAddr, events: mpsc::UnboundedSender<Event>) {
     };
     tracing::info!(%addr, "metrics on /metrics and /stats");
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((mut read, mut write, _)) = listener.accept().await else {
             continue;
         };
         let events = events.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
+        rt.spawn(async move {
+            let mut buf = bytes::BytesMut::with_capacity(1024);
+            let _ = read.read_buf(&mut buf).await;
+            let request = String::from_utf8_lossy(&buf);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (tx, rx) = oneshot::channel();
             let snapshot = if events.send(Event::Stats(tx)).is_ok() {
@@ -212,7 +211,8 @@ pub async fn serve(addr: SocketAddr, events: mpsc::UnboundedSender<Event>) {
                 "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = write.write_all(response.as_bytes()).await;
+            let _ = write.shutdown().await;
         });
     }
 }

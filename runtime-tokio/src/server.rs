@@ -12,6 +12,7 @@ use crate::config::Backend;
 use crate::config::Resolved;
 use crate::file_log;
 use crate::metrics;
+use crate::runtime::{ByteReader, ByteWriter, Listener, Rt};
 use crate::smq::SmqStorage;
 use crate::storage::{Completion, Storage};
 use bytes::{Bytes, BytesMut};
@@ -20,10 +21,7 @@ use kelp_core::types::{ConnectionId, Millis, TimestampMs};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 /// Events for the gateway task.
 pub enum Event {
@@ -40,7 +38,8 @@ pub enum Event {
 /// The gateway task's handle on one connection's tasks.
 pub struct ConnHandle {
     writer: mpsc::UnboundedSender<Bytes>,
-    reader: JoinHandle<()>,
+    /// Dropped to stop the reader (which closes the socket once the writer is done too).
+    _stop: oneshot::Sender<()>,
     /// Whether the reader may read: false while the connection's unanswered requests exceed the
     /// in-flight budget (backpressure reaches the client through TCP instead of our memory).
     readable: watch::Sender<bool>,
@@ -59,13 +58,48 @@ impl Clock {
         }
     }
 
-    fn instant(&self, at: Millis) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.0 + Duration::from_millis(at.0))
+    fn instant(&self, at: Millis) -> Instant {
+        self.0 + Duration::from_millis(at.0)
     }
 }
 
-/// Runs the gateway until SIGTERM/SIGINT, then drains, flushes and returns.
-pub async fn run(settings: Resolved) -> std::io::Result<()> {
+/// A gateway binary's `main`: logging (filtered by `KELP_LOG`), the settings from flags, `KELP_*`
+/// variables and the config file, then `serve` (which runs [`run`] on its runtime). Exit codes: 2
+/// for bad settings, 1 when serving fails.
+pub fn main(
+    name: &'static str,
+    serve: impl FnOnce(Resolved) -> std::io::Result<()>,
+) -> std::process::ExitCode {
+    use clap::{CommandFactory, FromArgMatches};
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KELP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let matches = crate::config::Settings::command()
+        .name(name)
+        .bin_name(name)
+        .get_matches();
+    let parsed = crate::config::Settings::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let settings = match parsed.resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match serve(settings) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the gateway on `rt` until SIGTERM/SIGINT, then drains, flushes and returns.
+pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
     let started = Instant::now();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
     let mut config = Config {
@@ -91,6 +125,7 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
                 partitions.push(r);
             }
             let storage = Storage::new(
+                rt.clone(),
                 settings.data_dir.clone(),
                 settings.segment_bytes,
                 max_decompressed,
@@ -101,9 +136,10 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
         }
         Backend::Smq(smq) => {
             config.partitions_fixed = true;
-            let (storage, partitions) = SmqStorage::start(smq, max_decompressed, done_tx)
-                .await
-                .map_err(std::io::Error::other)?;
+            let (storage, partitions) =
+                SmqStorage::start(rt.clone(), smq, max_decompressed, done_tx)
+                    .await
+                    .map_err(std::io::Error::other)?;
             (Store::Smq(storage), partitions)
         }
     };
@@ -115,22 +151,26 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
     let clock = Clock(Instant::now());
     let mut gateway = Gateway::new(config, partitions, clock.now());
 
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = rt.bind(settings.listen).await?;
     tracing::info!(listen = %settings.listen, advertised = %format!("{}:{}", settings.advertised_host, settings.advertised_port), backend = ?settings.backend, data_dir = %settings.data_dir.display(), "kelp listening");
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
-    let accept = tokio::spawn(accept_loop(
+    let (stop_accepting, accept_stopped) = oneshot::channel::<()>();
+    rt.spawn(accept_loop(
+        rt.clone(),
         listener,
         events_tx.clone(),
         Arc::new(Semaphore::new(settings.max_connections)),
+        accept_stopped,
     ));
+    let mut stop_accepting = Some(stop_accepting);
     if let Some(addr) = settings.metrics_listen {
-        tokio::spawn(metrics::serve(addr, events_tx.clone()));
+        rt.spawn(metrics::serve(rt.clone(), addr, events_tx.clone()));
     }
-    let mut flush = (settings.flush_interval_ms > 0)
-        .then(|| tokio::time::interval(Duration::from_millis(settings.flush_interval_ms)));
+    let flush_every = Duration::from_millis(settings.flush_interval_ms);
+    let mut next_flush = (settings.flush_interval_ms > 0).then(|| Instant::now() + flush_every);
     let mut conns: HashMap<ConnectionId, ConnHandle> = HashMap::new();
-    let mut shutdown = Box::pin(shutdown_signal());
-    let mut draining: Option<tokio::time::Instant> = None;
+    let mut shutdown = rt.shutdown_signal();
+    let mut draining: Option<Instant> = None;
 
     loop {
         let deadline = gateway.poll_timeout().map(|t| clock.instant(t));
@@ -151,18 +191,19 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
                 }
             },
             Some((token, done)) = done_rx.recv() => Some(Input::Storage(token, done)),
-            _ = sleep_until(deadline) => Some(Input::Tick),
-            _ = async { flush.as_mut().expect("guarded").tick().await }, if flush.is_some() => {
+            _ = rt.sleep_until(deadline) => Some(Input::Tick),
+            _ = rt.sleep_until(next_flush), if next_flush.is_some() => {
                 storage.flush_all().await;
+                next_flush = Some(Instant::now() + flush_every);
                 None
             }
             _ = &mut shutdown, if draining.is_none() => {
                 tracing::info!("shutting down: no new connections, draining in-flight work");
-                accept.abort();
-                draining = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                stop_accepting = None;
+                draining = Some(Instant::now() + Duration::from_secs(10));
                 None
             }
-            _ = sleep_until(draining), if draining.is_some() => {
+            _ = rt.sleep_until(draining), if draining.is_some() => {
                 tracing::warn!("drain timed out");
                 break;
             }
@@ -187,9 +228,7 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
                 }
                 Output::Close(conn) => {
                     tracing::debug!(%conn, "closing connection after a protocol error");
-                    if let Some(c) = conns.remove(&conn) {
-                        c.reader.abort();
-                    }
+                    conns.remove(&conn);
                 }
                 Output::Storage(command) => storage.submit(command),
             }
@@ -205,6 +244,7 @@ pub async fn run(settings: Resolved) -> std::io::Result<()> {
             break;
         }
     }
+    drop(stop_accepting);
     storage.flush_all().await;
     tracing::info!("flushed; bye");
     Ok(())
@@ -232,83 +272,85 @@ impl Store {
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 async fn accept_loop(
-    listener: TcpListener,
+    rt: Rt,
+    mut listener: Box<dyn Listener>,
     events: mpsc::UnboundedSender<Event>,
     slots: Arc<Semaphore>,
+    mut stopped: oneshot::Receiver<()>,
 ) {
     let mut next = 0u64;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let (read, write, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                rt.sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; refusing");
-            drop(stream);
             continue;
         };
         next += 1;
         let conn = ConnectionId(next);
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
         let (writer, rx) = mpsc::unbounded_channel();
         let (readable, may_read) = watch::channel(true);
-        tokio::spawn(write_loop(write, rx));
-        let reader = tokio::spawn(read_loop(conn, read, events.clone(), may_read, permit));
+        let (stop, stopped) = oneshot::channel();
         tracing::debug!(%conn, %peer, "accepted");
         let handle = ConnHandle {
             writer,
-            reader,
+            _stop: stop,
             readable,
         };
+        // announced before its reader starts, so the gateway knows it before its first bytes
         if events
             .send(Event::Connected(conn, handle, format!("/{}", peer.ip())))
             .is_err()
         {
             return;
         }
+        rt.spawn(write_loop(write, rx));
+        rt.spawn(read_loop(
+            conn,
+            read,
+            events.clone(),
+            may_read,
+            stopped,
+            permit,
+        ));
     }
 }
 
 async fn read_loop(
     conn: ConnectionId,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: Box<dyn ByteReader>,
     events: mpsc::UnboundedSender<Event>,
     mut may_read: watch::Receiver<bool>,
+    mut stopped: oneshot::Receiver<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        if may_read.wait_for(|r| *r).await.is_err() {
-            return;
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
-        }
-        match read.read_buf(&mut buf).await {
+        let read = async {
+            // an error here: the gateway dropped the connection
+            may_read.wait_for(|r| *r).await.ok()?;
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            Some(read.read_buf(&mut buf).await)
+        };
+        let n = tokio::select! {
+            n = read => n,
+            _ = &mut stopped => None,
+        };
+        let Some(n) = n else { return };
+        match n {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 if events
@@ -323,10 +365,7 @@ async fn read_loop(
     let _ = events.send(Event::Closed(conn));
 }
 
-async fn write_loop(
-    mut write: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-) {
+async fn write_loop(mut write: Box<dyn ByteWriter>, mut rx: mpsc::UnboundedReceiver<Bytes>) {
     while let Some(bytes) = rx.recv().await {
         if write.write_all(&bytes).await.is_err() {
             break;

@@ -1,10 +1,11 @@
-//! Performs the core's storage commands on the embedded log, on tokio's blocking threads.
+//! Performs the core's storage commands on the embedded log, on the runtime's blocking threads.
 //!
 //! Commands that change a partition's log run on that partition's writer task, one at a time and in
 //! the order the core emitted them; partitions proceed in parallel. Reads and time lookups touch only
 //! data below the high watermark, which no writer changes, so they run at once on the blocking pool.
 
 use crate::file_log::{self, PartitionLog, partition_dir};
+use crate::runtime::Rt;
 use kelp_core::storage::{StorageCommand, StorageCompletion, StorageError, StorageToken};
 use kelp_core::types::TopicPartition;
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ enum Job {
 
 /// The embedded log driver.
 pub struct Storage {
+    rt: Rt,
     data_dir: Arc<PathBuf>,
     segment_bytes: u64,
     max_decompressed: usize,
@@ -32,6 +34,7 @@ pub struct Storage {
 impl Storage {
     /// A driver over `data_dir`, starting a writer for every recovered partition log.
     pub fn new(
+        rt: Rt,
         data_dir: PathBuf,
         segment_bytes: u64,
         max_decompressed: usize,
@@ -39,6 +42,7 @@ impl Storage {
         done: mpsc::UnboundedSender<Completion>,
     ) -> Storage {
         let mut storage = Storage {
+            rt,
             data_dir: Arc::new(data_dir),
             segment_bytes,
             max_decompressed,
@@ -57,7 +61,8 @@ impl Storage {
         log: Option<PartitionLog>,
     ) -> mpsc::UnboundedSender<Job> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(
+        self.rt.spawn(writer(
+            self.rt.clone(),
             tp.clone(),
             log,
             rx,
@@ -82,7 +87,7 @@ impl Storage {
             } => {
                 let dir = partition_dir(&self.data_dir, &partition);
                 let done = self.done.clone();
-                tokio::task::spawn_blocking(move || {
+                self.rt.run_blocking(move || {
                     let result = file_log::read(&dir, offset, from, max_bytes, end);
                     let _ = done.send((
                         token,
@@ -102,7 +107,7 @@ impl Storage {
                 let dir = partition_dir(&self.data_dir, &partition);
                 let done = self.done.clone();
                 let max = self.max_decompressed;
-                tokio::task::spawn_blocking(move || {
+                self.rt.run_blocking(move || {
                     let result = file_log::find_time(&dir, timestamp, from, end, max);
                     let _ = done.send((
                         token,
@@ -144,6 +149,7 @@ impl Storage {
 
 /// One partition's writer: performs its mutating commands in order.
 async fn writer(
+    rt: Rt,
     tp: TopicPartition,
     mut log: Option<PartitionLog>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
@@ -154,10 +160,9 @@ async fn writer(
     while let Some(job) = jobs.recv().await {
         let tp = tp.clone();
         let data_dir = data_dir.clone();
-        let (back, result) = match tokio::task::spawn_blocking(move || {
-            perform(job, log, &data_dir, &tp, segment_bytes)
-        })
-        .await
+        let (back, result) = match rt
+            .unblock(move || perform(job, log, &data_dir, &tp, segment_bytes))
+            .await
         {
             Ok(r) => r,
             Err(e) => {

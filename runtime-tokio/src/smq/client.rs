@@ -5,6 +5,7 @@
 //! `LookupTopicBrokers`, cached per topic and forgotten after an error so that the next call looks
 //! it up again (the leader may have moved).
 
+use crate::runtime::Rt;
 use kelp_core::smq::mapping::{SMQ_OFFSET_BASE, partition_index, partition_range};
 use kelp_core::smq::messaging_pb::seaweed_messaging_client::SeaweedMessagingClient;
 use kelp_core::smq::messaging_pb::{
@@ -59,6 +60,8 @@ pub struct Assignment {
 
 /// The brokers and what Kelp knows of their topics.
 pub struct Smq {
+    /// The runtime the calls and the tasks around them run on.
+    pub rt: Rt,
     bootstrap: String,
     channels: Mutex<HashMap<String, Client>>,
     /// Per topic (`namespace/name`): assignments indexed by Kafka partition.
@@ -73,8 +76,9 @@ fn key(topic: &schema_pb::Topic) -> String {
 
 impl Smq {
     /// Brokers reached through `bootstrap` (`host:port`).
-    pub fn new(bootstrap: String) -> Smq {
+    pub fn new(rt: Rt, bootstrap: String) -> Smq {
         Smq {
+            rt,
             bootstrap,
             channels: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
@@ -90,14 +94,13 @@ impl Smq {
         }
         // No HTTP/2 keep-alive pings: the broker disconnects clients that ping more often than
         // every 20 s. Lazy: the first call connects.
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| SmqError::Connect {
                 addr: addr.to_string(),
                 message: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let channel = self.rt.grpc_channel(endpoint, Duration::from_secs(3));
         let client = SeaweedMessagingClient::new(channel)
             .max_decoding_message_size(kelp_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(kelp_proto::MAX_MESSAGE_BYTES);
@@ -130,19 +133,21 @@ impl Smq {
                 .map_err(|s| SmqError::call("ListTopics", s))?;
             Ok(leader)
         };
-        let leader = tokio::time::timeout(RPC_TIMEOUT, attempt)
-            .await
-            .map_err(|_| SmqError::Call {
-                call: "FindBrokerLeader",
-                message: "timed out".into(),
-            })??;
+        let leader =
+            self.rt
+                .timeout(RPC_TIMEOUT, attempt)
+                .await
+                .map_err(|_| SmqError::Call {
+                    call: "FindBrokerLeader",
+                    message: "timed out".into(),
+                })??;
         self.ready.store(true, Ordering::Relaxed);
         Ok(leader)
     }
 
     /// Waits until the broker names a leader and serves control-plane calls.
     pub async fn wait_ready(&self, limit: Duration) -> Result<(), SmqError> {
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = std::time::Instant::now() + limit;
         loop {
             let last = match self.probe().await {
                 Ok(leader) => {
@@ -151,14 +156,14 @@ impl Smq {
                 }
                 Err(e) => e.to_string(),
             };
-            if tokio::time::Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline {
                 return Err(SmqError::Connect {
                     addr: self.bootstrap.clone(),
                     message: format!("not ready after {limit:?}: {last}"),
                 });
             }
             tracing::info!(broker = %self.bootstrap, state = %last, "waiting for the SMQ broker");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.rt.sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -194,21 +199,23 @@ impl Smq {
             });
         }
         self.ensure_ready().await?;
-        let response = tokio::time::timeout(
-            RPC_TIMEOUT,
-            self.control()?.configure_topic(ConfigureTopicRequest {
-                topic: Some(topic.clone()),
-                partition_count: count,
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|_| SmqError::Call {
-            call: "ConfigureTopic",
-            message: "timed out".into(),
-        })?
-        .map_err(|s| SmqError::call("ConfigureTopic", s))?
-        .into_inner();
+        let response = self
+            .rt
+            .timeout(
+                RPC_TIMEOUT,
+                self.control()?.configure_topic(ConfigureTopicRequest {
+                    topic: Some(topic.clone()),
+                    partition_count: count,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|_| SmqError::Call {
+                call: "ConfigureTopic",
+                message: "timed out".into(),
+            })?
+            .map_err(|s| SmqError::call("ConfigureTopic", s))?
+            .into_inner();
         self.remember(topic, &response.broker_partition_assignments, Some(count))
     }
 
@@ -221,20 +228,22 @@ impl Smq {
             return Ok(a);
         }
         self.ensure_ready().await?;
-        let response = tokio::time::timeout(
-            RPC_TIMEOUT,
-            self.control()?
-                .lookup_topic_brokers(LookupTopicBrokersRequest {
-                    topic: Some(topic.clone()),
-                }),
-        )
-        .await
-        .map_err(|_| SmqError::Call {
-            call: "LookupTopicBrokers",
-            message: "timed out".into(),
-        })?
-        .map_err(|s| SmqError::call("LookupTopicBrokers", s))?
-        .into_inner();
+        let response = self
+            .rt
+            .timeout(
+                RPC_TIMEOUT,
+                self.control()?
+                    .lookup_topic_brokers(LookupTopicBrokersRequest {
+                        topic: Some(topic.clone()),
+                    }),
+            )
+            .await
+            .map_err(|_| SmqError::Call {
+                call: "LookupTopicBrokers",
+                message: "timed out".into(),
+            })?
+            .map_err(|s| SmqError::call("LookupTopicBrokers", s))?
+            .into_inner();
         self.remember(topic, &response.broker_partition_assignments, None)
     }
 
@@ -328,21 +337,23 @@ impl Smq {
         max_messages: usize,
     ) -> Result<FetchMessageResponse, SmqError> {
         let a = self.partition(topic, index).await?;
-        let result = tokio::time::timeout(
-            RPC_TIMEOUT,
-            self.client(&a.leader)?.fetch_message(FetchMessageRequest {
-                topic: Some(topic.clone()),
-                partition: Some(a.partition),
-                start_offset: start.saturating_add(SMQ_OFFSET_BASE),
-                max_bytes: max_bytes.min(i32::MAX as usize) as i32,
-                max_messages: max_messages.min(i32::MAX as usize) as i32,
-                max_wait_ms: 0,
-                min_bytes: 0,
-                consumer_group: String::new(),
-                consumer_id: "kelp".into(),
-            }),
-        )
-        .await;
+        let result = self
+            .rt
+            .timeout(
+                RPC_TIMEOUT,
+                self.client(&a.leader)?.fetch_message(FetchMessageRequest {
+                    topic: Some(topic.clone()),
+                    partition: Some(a.partition),
+                    start_offset: start.saturating_add(SMQ_OFFSET_BASE),
+                    max_bytes: max_bytes.min(i32::MAX as usize) as i32,
+                    max_messages: max_messages.min(i32::MAX as usize) as i32,
+                    max_wait_ms: 0,
+                    min_bytes: 0,
+                    consumer_group: String::new(),
+                    consumer_id: "kelp".into(),
+                }),
+            )
+            .await;
         let response = match result {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(s)) => {
@@ -384,22 +395,24 @@ impl Smq {
         index: i32,
     ) -> Result<i64, SmqError> {
         let a = self.partition(topic, index).await?;
-        let response = tokio::time::timeout(
-            RPC_TIMEOUT,
-            self.client(&a.leader)?
-                .get_partition_range_info(GetPartitionRangeInfoRequest {
-                    topic: Some(topic.clone()),
-                    partition: Some(a.partition),
-                }),
-        )
-        .await
-        .map_err(|_| SmqError::Call {
-            call: "GetPartitionRangeInfo",
-            message: "timed out".into(),
-        })
-        .and_then(|r| r.map_err(|s| SmqError::call("GetPartitionRangeInfo", s)))
-        .inspect_err(|_| self.forget(topic))?
-        .into_inner();
+        let response = self
+            .rt
+            .timeout(
+                RPC_TIMEOUT,
+                self.client(&a.leader)?
+                    .get_partition_range_info(GetPartitionRangeInfoRequest {
+                        topic: Some(topic.clone()),
+                        partition: Some(a.partition),
+                    }),
+            )
+            .await
+            .map_err(|_| SmqError::Call {
+                call: "GetPartitionRangeInfo",
+                message: "timed out".into(),
+            })
+            .and_then(|r| r.map_err(|s| SmqError::call("GetPartitionRangeInfo", s)))
+            .inspect_err(|_| self.forget(topic))?
+            .into_inner();
         if !response.error.is_empty() {
             return Err(SmqError::Call {
                 call: "GetPartitionRangeInfo",

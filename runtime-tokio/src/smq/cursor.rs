@@ -31,13 +31,8 @@ struct Cursor {
     /// The Kafka offset of the next record the subscription delivers.
     next: Offset,
     records: mpsc::Receiver<DataMessage>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cursor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Dropped with the cursor: ends its subscription task.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The partitions' cursors.
@@ -67,7 +62,7 @@ impl Cursors {
             *cursor = Some(self.open(shared, tp, offset));
         }
         let c = cursor.as_mut()?;
-        let first = match tokio::time::timeout(FIRST_RECORD, c.records.recv()).await {
+        let first = match shared.smq.rt.timeout(FIRST_RECORD, c.records.recv()).await {
             Ok(Some(m)) => m,
             _ => {
                 *cursor = None;
@@ -106,15 +101,19 @@ impl Cursors {
         let topic = shared.namespaces.smq_topic(tp.topic.as_str());
         let smq = shared.smq.clone();
         let index = tp.partition;
-        let task = tokio::spawn(async move {
-            if let Err(e) = subscribe(&smq, topic, index, offset, n, tx).await {
-                tracing::debug!(error = %e, "SMQ subscription ended");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        smq.rt.clone().spawn(async move {
+            tokio::select! {
+                result = subscribe(&smq, topic, index, offset, n, tx) => if let Err(e) = result {
+                    tracing::debug!(error = %e, "SMQ subscription ended");
+                },
+                _ = stopped => {}
             }
         });
         Cursor {
             next: offset,
             records,
-            task,
+            _stop: stop,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod publisher;
 pub mod restore;
 
 use crate::config::SmqSettings;
+use crate::runtime::Rt;
 use crate::storage::Completion;
 use client::Smq;
 use kelp_core::codec::record_batch::{BatchHeader, RecordBatch};
@@ -79,7 +80,7 @@ impl Shared {
                 PublishEvent::Stored { .. } => return Ok(()),
                 PublishEvent::Failed { error, .. } => last = error.to_string(),
             }
-            tokio::time::sleep(wait).await;
+            self.smq.rt.sleep(wait).await;
             wait = (wait * 2).min(publisher::MAX_BACKOFF);
         }
         Err(last)
@@ -97,11 +98,12 @@ impl SmqStorage {
     /// Connects to the broker, waits for it, restores the partitions from the ledger topic and
     /// returns the driver with what it restored.
     pub async fn start(
+        rt: Rt,
         settings: &SmqSettings,
         max_decompressed: usize,
         done: mpsc::UnboundedSender<Completion>,
     ) -> Result<(SmqStorage, Vec<kelp_core::storage::RecoveredPartition>), String> {
-        let smq = Arc::new(Smq::new(settings.broker.clone()));
+        let smq = Arc::new(Smq::new(rt.clone(), settings.broker.clone()));
         smq.wait_ready(settings.ready_timeout)
             .await
             .map_err(|e| e.to_string())?;
@@ -109,7 +111,7 @@ impl SmqStorage {
         // are gone and to unload their partitions. A stream opened meanwhile lands on the
         // partition being unloaded, and its first record's offset is burned (assigned, never
         // stored): a hole. So Kelp lets the broker finish before it publishes anything.
-        tokio::time::sleep(settings.startup_grace).await;
+        rt.sleep(settings.startup_grace).await;
         let mappings = settings.namespaces.mappings_topic();
         smq.configure(&mappings, 1)
             .await
@@ -158,7 +160,7 @@ impl SmqStorage {
             } => {
                 let shared = self.shared.clone();
                 let done = self.done.clone();
-                tokio::spawn(async move {
+                self.shared.smq.rt.spawn(async move {
                     let result = read(&shared, &partition, offset, max_bytes, end).await;
                     if let Err(e) = &result {
                         tracing::warn!(%partition, offset = offset.0, error = %e, "SMQ read failed");
@@ -180,7 +182,7 @@ impl SmqStorage {
             } => {
                 let shared = self.shared.clone();
                 let done = self.done.clone();
-                tokio::spawn(async move {
+                self.shared.smq.rt.spawn(async move {
                     let start = Offset(from.byte as i64);
                     let result = find_time(&shared, &partition, timestamp, start, end).await;
                     let _ = done.send((
@@ -199,7 +201,11 @@ impl SmqStorage {
                 let tp = partition.clone();
                 let tx = self.writers.entry(tp.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(writer(tp, self.shared.clone(), rx, self.done.clone()));
+                    let shared = self.shared.clone();
+                    shared
+                        .smq
+                        .rt
+                        .spawn(writer(tp, shared.clone(), rx, self.done.clone()));
                     tx
                 });
                 let _ = tx.send(command);
@@ -501,17 +507,17 @@ async fn fetch_patiently(
     wanted: usize,
 ) -> Result<kelp_core::smq::messaging_pb::FetchMessageResponse, StorageError> {
     let mut wait = Duration::from_millis(50);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let response = shared
             .smq
             .fetch(topic, partition, at.0, 32 << 20, wanted)
             .await
             .map_err(io)?;
-        if !response.messages.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !response.messages.is_empty() || std::time::Instant::now() >= deadline {
             return Ok(response);
         }
-        tokio::time::sleep(wait).await;
+        shared.smq.rt.sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(800));
     }
 }

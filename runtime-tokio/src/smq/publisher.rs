@@ -16,8 +16,8 @@ use kelp_core::smq::schema_pb;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 /// Longest wait for a stream to open (the broker's hello).
@@ -44,7 +44,7 @@ pub fn spawn(
     window: usize,
 ) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(smq, topic, index, window, rx));
+    smq.rt.clone().spawn(run(smq, topic, index, window, rx));
     tx
 }
 
@@ -153,7 +153,9 @@ async fn open(
         let _ = tx.send(m);
     }
     let call = client.publish_message(UnboundedReceiverStream::new(rx));
-    let response = tokio::time::timeout(OPEN_TIMEOUT, call)
+    let response = smq
+        .rt
+        .timeout(OPEN_TIMEOUT, call)
         .await
         .map_err(|_| "no answer to the publish stream's init".to_string())?
         .map_err(|s| format!("PublishMessage: {:?}: {}", s.code(), s.message()))?;
@@ -211,15 +213,18 @@ pub async fn start_partition(
             s.flush();
         }
     };
-    tokio::time::timeout(OPEN_TIMEOUT, done)
+    smq.rt
+        .timeout(OPEN_TIMEOUT, done)
         .await
         .map_err(|_| "no ack for the partition marker".to_string())??;
     let Stream { tx, mut rx, .. } = s;
     drop(tx);
-    let _ = tokio::time::timeout(OPEN_TIMEOUT, async {
-        while let Ok(Some(_)) = rx.message().await {}
-    })
-    .await;
+    let _ = smq
+        .rt
+        .timeout(OPEN_TIMEOUT, async {
+            while let Ok(Some(_)) = rx.message().await {}
+        })
+        .await;
     Ok(())
 }
 

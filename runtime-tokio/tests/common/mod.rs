@@ -24,6 +24,12 @@ pub struct Kelp {
     log: std::path::PathBuf,
 }
 
+/// The gateway under test: `KELP_BIN` (say, `kelp-smol`: the same tests on the other runtime), else
+/// this package's `kelp`.
+pub fn gateway_binary() -> std::ffi::OsString {
+    std::env::var_os("KELP_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kelp").into())
+}
+
 impl Kelp {
     pub fn start(dir: &std::path::Path, port: u16) -> Kelp {
         Kelp::start_with(dir, port, &[])
@@ -36,7 +42,7 @@ impl Kelp {
             .append(true)
             .open(dir.join("kelp.log"))
             .expect("open the gateway log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kelp"))
+        let child = Command::new(gateway_binary())
             .args(["--listen", &addr.to_string(), "--data-dir"])
             .arg(dir)
             .args(smq_backend(dir))

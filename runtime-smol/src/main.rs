@@ -1,0 +1,17 @@
+//! `kelp-smol`: the Kafka-compatible gateway on smol.
+//!
+//! Same CLI, config, metrics and behaviour as `kelp`: both run the one driver of `kelp_tokio`
+//! (written against its `Runtime` trait), this binary with [`runtime::Smol`] underneath. No tokio
+//! runtime is started: sockets, timers and tasks (tonic's included) are smol's.
+
+mod runtime;
+
+use kelp_tokio::runtime::Rt;
+
+fn main() -> std::process::ExitCode {
+    kelp_tokio::server::main("kelp-smol", |settings| {
+        let smol = runtime::Smol::start()?;
+        let executor = smol.executor();
+        smol::block_on(executor.run(kelp_tokio::server::run(settings, Rt::new(smol))))
+    })
+}

@@ -1,0 +1,191 @@
+//! smol's side of `kelp_tokio::runtime::Runtime`: a multi-threaded executor, async-io sockets and
+//! timers, the `blocking` pool, async-signal, and tonic channels whose connections and background
+//! tasks run on the same executor.
+
+use async_compat::Compat;
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use kelp_tokio::runtime::{Accepted, BoxFuture, ByteReader, ByteWriter, Listener, Runtime};
+use smol::stream::StreamExt;
+use smol::{Async, Executor, Timer};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Bytes made readable per read when the buffer has less room.
+const READ_ROOM: usize = 64 * 1024;
+
+/// The smol runtime: one executor run by a thread per core (and by the thread in `block_on`).
+pub struct Smol {
+    executor: Arc<Executor<'static>>,
+}
+
+impl Smol {
+    /// Starts the executor's worker threads.
+    pub fn start() -> io::Result<Smol> {
+        let executor = Arc::new(Executor::new());
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 1..workers {
+            let ex = executor.clone();
+            std::thread::Builder::new()
+                .name(format!("kelp-smol-{i}"))
+                .spawn(move || smol::block_on(ex.run(std::future::pending::<()>())))?;
+        }
+        Ok(Smol { executor })
+    }
+
+    /// The executor, for the thread that blocks on the gateway.
+    pub fn executor(&self) -> Arc<Executor<'static>> {
+        self.executor.clone()
+    }
+}
+
+impl Runtime for Smol {
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.executor.spawn(task).detach();
+    }
+
+    fn spawn_blocking(&self, job: Box<dyn FnOnce() + Send>) {
+        smol::unblock(job).detach();
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            Timer::after(duration).await;
+        })
+    }
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = Async::<TcpListener>::bind(addr)?;
+            Ok(Box::new(Acceptor(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn grpc_channel(&self, endpoint: Endpoint, connect_timeout: Duration) -> Channel {
+        // tonic's own timeouts would look for a tokio timer: the connector keeps the deadline
+        endpoint
+            .executor(OnSmol(self.executor.clone()))
+            .connect_with_connector_lazy(Connector { connect_timeout })
+    }
+
+    fn shutdown_signal(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {
+            use async_signal::{Signal, Signals};
+            match Signals::new([Signal::Term, Signal::Int]) {
+                Ok(mut signals) => {
+                    signals.next().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT");
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+    }
+}
+
+/// A listening socket.
+struct Acceptor(Async<TcpListener>);
+
+impl Listener for Acceptor {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            stream.get_ref().set_nodelay(true)?;
+            let stream = Arc::new(stream);
+            Ok((
+                Box::new(Half(stream.clone())) as Box<dyn ByteReader>,
+                Box::new(Half(stream)) as Box<dyn ByteWriter>,
+                peer,
+            ))
+        })
+    }
+}
+
+/// One direction of a connection (both share the socket).
+struct Half(Arc<Async<TcpStream>>);
+
+impl ByteReader for Half {
+    fn read_buf<'a>(&'a mut self, buf: &'a mut BytesMut) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(self.0.read_with(move |mut s| {
+            // grow, read and shrink back in one synchronous step: cancelling leaves `buf` alone
+            let len = buf.len();
+            let room = (buf.capacity() - len).max(READ_ROOM);
+            buf.resize(len + room, 0);
+            let read = s.read(&mut buf[len..]);
+            buf.truncate(len + *read.as_ref().unwrap_or(&0));
+            read
+        }))
+    }
+}
+
+impl ByteWriter for Half {
+    fn write_all<'a>(&'a mut self, mut bytes: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            while !bytes.is_empty() {
+                let n = self.0.write_with(|mut s| s.write(bytes)).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                bytes = &bytes[n..];
+            }
+            Ok(())
+        })
+    }
+
+    fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move { self.0.get_ref().shutdown(Shutdown::Write) })
+    }
+}
+
+/// hyper's executor for tonic's background tasks (connections, the channel's buffer).
+#[derive(Clone)]
+struct OnSmol(Arc<Executor<'static>>);
+
+impl<F> hyper::rt::Executor<F> for OnSmol
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future).detach();
+    }
+}
+
+/// Opens gRPC connections with smol's sockets.
+#[derive(Clone)]
+struct Connector {
+    connect_timeout: Duration,
+}
+
+type GrpcIo = TokioIo<Compat<smol::net::TcpStream>>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = GrpcIo;
+    type Error = io::Error;
+    type Future = BoxFuture<'static, io::Result<GrpcIo>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let limit = self.connect_timeout;
+        Box::pin(async move {
+            let host = uri.host().unwrap_or("127.0.0.1").to_string();
+            let port = uri.port_u16().unwrap_or(80);
+            let connect = smol::net::TcpStream::connect((host.as_str(), port));
+            let timeout = async {
+                Timer::after(limit).await;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            };
+            let stream = smol::future::or(connect, timeout).await?;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(Compat::new(stream)))
+        })
+    }
+}
