@@ -358,7 +358,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Kelp with its SMQ backend (or embedded, if this kelp has no SMQ backend yet)
 
-kelp_label="kelp"
+kelp_label="$(basename "$KELP_BIN")"   # kelp or kelp-smol
 kelp_note=""
 kelp_is_embedded=0
 if [[ $run_kelp == 1 ]]; then
@@ -370,7 +370,7 @@ if [[ $run_kelp == 1 ]]; then
         kelp_note="kelp: embedded backend (weed did not start, so --backend $backend cannot be measured)"
     elif start_kelp "$kelp_port" "$work/kelp-smq" "$work/kelp-smq.log" --backend "$backend"; then
         kelp_up=1
-        kelp_label="kelp (smq)"
+        kelp_label="$kelp_label (smq)"
         kelp_note="kelp: SMQ backend ($backend)"
     else
         why="$(sed -e 's/\x1b\[[0-9;]*m//g' "$work/kelp-smq.log" | grep -v '^\s*$' | tail -n 1 | cut -c1-200)"
@@ -379,7 +379,7 @@ if [[ $run_kelp == 1 ]]; then
     fi
     if [[ $kelp_up == 0 ]]; then
         kelp_is_embedded=1
-        kelp_label="kelp (embedded)"
+        kelp_label="$kelp_label (embedded)"
         if start_kelp "$kelp_port" "$work/kelp-embedded" "$work/kelp-embedded.log"; then kelp_up=1; fi
     fi
     echo "$kelp_note" >&2

@@ -337,6 +337,44 @@ pub fn read_slots(
     (slots, misplaced)
 }
 
+/// Hides the records of idempotent batches that SMQ holds only in part, and says how many of
+/// `slots` (slot k is offset `start + k`, read below the log's `end`) are settled.
+///
+/// A publish stream that breaks inside a batch leaves the batch's first records stored and the
+/// rest not; the produce fails and the producer retries the whole batch, which is stored again at
+/// the next offsets. Were the stored prefix readable, a consumer would see those records twice, so
+/// it reads as a gap (its offsets stay used: offsets are never given twice). A batch is whole when
+/// every offset from its base to its last holds one of its records: the enriched records carry
+/// their batch, and a batch's records are stored in order, so only a missing suffix can make it
+/// partial. A batch that runs past the last slot but not past `end` cannot be judged yet: the
+/// returned count stops before it, and the caller reads on or answers only the settled slots.
+/// (Records without a batch, from plain producers, are at-least-once as in Kafka: a cut prefix
+/// of theirs stays readable.)
+pub fn hide_cut_batches(start: Offset, slots: &mut [Option<KafkaRecord>], end: Offset) -> usize {
+    let stop = start.0 + slots.len() as i64;
+    let mut k = 0;
+    while k < slots.len() {
+        let Some(batch) = slots[k].as_ref().and_then(|r| r.batch) else {
+            k += 1;
+            continue;
+        };
+        let run = slots[k..]
+            .iter()
+            .take_while(|s| s.as_ref().is_some_and(|r| r.batch == Some(batch)))
+            .count();
+        let run_end = start.0 + (k + run) as i64;
+        let batch_end = batch.base_offset.saturating_add(i64::from(batch.records));
+        if run_end < batch_end {
+            if run_end == stop && batch_end <= end.0 {
+                return k;
+            }
+            slots[k..k + run].iter_mut().for_each(|s| *s = None);
+        }
+        k += run;
+    }
+    slots.len()
+}
+
 /// Kafka record batches (v2, uncompressed, CreateTime) of what SMQ holds from offset `start` on:
 /// slot k is offset `start + k`, a record or nothing (a filler, a hole). Each run of records becomes
 /// one batch; each run of nothing an empty batch spanning it (as Kafka's compaction leaves them),
@@ -649,5 +687,72 @@ mod tests {
         let first = recs.iter().next().expect("one").expect("valid");
         assert_eq!(first.key, Some(&b"k1"[..]));
         assert_eq!(first.headers.len(), 2);
+    }
+
+    /// Slots from offset `start`: `Some((base, records))` for a record of that idempotent batch,
+    /// `Some((-1, 0))` for a plain record, `None` for nothing.
+    fn slots_of(start: i64, spec: &[Option<(i64, i32)>]) -> Vec<Option<KafkaRecord>> {
+        spec.iter()
+            .enumerate()
+            .map(|(k, s)| {
+                s.map(|(base, records)| KafkaRecord {
+                    offset: Offset(start + k as i64),
+                    timestamp: TimestampMs(0),
+                    key: None,
+                    value: Some(Bytes::from_static(b"v")),
+                    headers: Vec::new(),
+                    batch: (records > 0).then_some(ProducedBatch {
+                        producer_id: 9,
+                        epoch: 0,
+                        base_sequence: base as i32,
+                        base_offset: base,
+                        records,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    fn shown(slots: &[Option<KafkaRecord>]) -> Vec<bool> {
+        slots.iter().map(Option::is_some).collect()
+    }
+
+    #[test]
+    fn a_batch_stored_in_part_reads_as_a_gap() {
+        // batch 10..13 stored whole; batch 13..16 cut after two records, retried whole at 15..18
+        let b1 = Some((10, 3));
+        let cut = Some((13, 3));
+        let retry = Some((15, 3));
+        let mut slots = slots_of(10, &[b1, b1, b1, cut, cut, retry, retry, retry]);
+        assert_eq!(hide_cut_batches(Offset(10), &mut slots, Offset(18)), 8);
+        assert_eq!(
+            shown(&slots),
+            [true, true, true, false, false, true, true, true]
+        );
+    }
+
+    #[test]
+    fn a_cut_batch_at_the_end_of_the_log_is_hidden_and_an_unfinished_read_is_not_judged() {
+        let cut = Some((13, 3));
+        // the log ends inside the batch: its rest will never come
+        let mut slots = slots_of(12, &[None, cut, cut]);
+        assert_eq!(hide_cut_batches(Offset(12), &mut slots, Offset(15)), 3);
+        assert_eq!(shown(&slots), [false, false, false]);
+        // the read stopped inside a batch that may be whole: settled up to its base only
+        let mut slots = slots_of(12, &[Some((-1, 0)), cut, cut]);
+        assert_eq!(hide_cut_batches(Offset(12), &mut slots, Offset(40)), 1);
+        assert_eq!(shown(&slots), [true, true, true]);
+        // nothing settled when the read starts inside such a batch
+        let mut slots = slots_of(14, &[cut]);
+        assert_eq!(hide_cut_batches(Offset(14), &mut slots, Offset(40)), 0);
+    }
+
+    #[test]
+    fn reads_starting_inside_a_whole_batch_and_plain_records_are_untouched() {
+        let b = Some((20, 4));
+        let plain = Some((-1, 0));
+        let mut slots = slots_of(22, &[b, b, plain, None, plain]);
+        assert_eq!(hide_cut_batches(Offset(22), &mut slots, Offset(27)), 5);
+        assert_eq!(shown(&slots), [true, true, true, false, true]);
     }
 }

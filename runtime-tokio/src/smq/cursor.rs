@@ -14,6 +14,7 @@ use kelp_core::smq::mapping::SMQ_OFFSET_BASE;
 use kelp_core::smq::messaging_pb::subscribe_message_request::{InitMessage, Message};
 use kelp_core::smq::messaging_pb::subscribe_message_response::Message as Reply;
 use kelp_core::smq::messaging_pb::{DataMessage, SubscribeMessageRequest};
+use kelp_core::smq::record::{KafkaRecord, hide_cut_batches, message_record};
 use kelp_core::smq::schema_pb::{self, OffsetType, PartitionOffset};
 use kelp_core::types::{Offset, TopicPartition};
 use std::collections::HashMap;
@@ -28,8 +29,11 @@ const READ_AHEAD: usize = 2048;
 const FIRST_RECORD: Duration = Duration::from_secs(2);
 
 struct Cursor {
-    /// The Kafka offset of the next record the subscription delivers.
+    /// The Kafka offset of the next record a read gets: the first of `held`, else the next the
+    /// subscription delivers.
     next: Offset,
+    /// Records received but not served yet (a batch the last read could not judge whole).
+    held: Vec<Option<KafkaRecord>>,
     records: mpsc::Receiver<DataMessage>,
     /// Dropped with the cursor: ends its subscription task.
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -43,8 +47,9 @@ pub(crate) struct Cursors {
 }
 
 impl Cursors {
-    /// Up to about `max_bytes` of the records from `offset` on (before `end`), message k at offset
-    /// `offset + k`; `None` when the cursor cannot serve them.
+    /// Up to about `max_bytes` of the records from `offset` on (before `end`), slot k at offset
+    /// `offset + k`, ending on a batch boundary ([`hide_cut_batches`]); `None` when the cursor
+    /// cannot serve them (nothing arrives in time, or a record is not where it should be).
     pub(crate) async fn read(
         &self,
         shared: &Shared,
@@ -52,7 +57,7 @@ impl Cursors {
         offset: Offset,
         max_bytes: usize,
         end: Offset,
-    ) -> Option<Vec<DataMessage>> {
+    ) -> Option<Vec<Option<KafkaRecord>>> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots.entry(tp.clone()).or_default().clone()
@@ -62,37 +67,59 @@ impl Cursors {
             *cursor = Some(self.open(shared, tp, offset));
         }
         let c = cursor.as_mut()?;
-        let first = match shared.smq.rt.timeout(FIRST_RECORD, c.records.recv()).await {
-            Ok(Some(m)) => m,
-            _ => {
+        let mut slots = std::mem::take(&mut c.held);
+        let size = |r: &KafkaRecord| {
+            r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())
+        };
+        let mut bytes: usize = slots.iter().flatten().map(size).sum();
+        let mut settled = 0;
+        loop {
+            let mut wait = slots.is_empty() || settled == 0;
+            while offset.0 + (slots.len() as i64) < end.0 && (wait || bytes < max_bytes) {
+                let message = if wait {
+                    match shared.smq.rt.timeout(FIRST_RECORD, c.records.recv()).await {
+                        Ok(Some(m)) => m,
+                        _ => break,
+                    }
+                } else {
+                    match c.records.try_recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                };
+                wait = false;
+                let at = offset.plus(slots.len() as i64);
+                match message_record(&message, at) {
+                    Ok(r) => {
+                        bytes += r.as_ref().map_or(0, size);
+                        slots.push(r);
+                    }
+                    Err(e) => {
+                        // a subscription numbers records by counting them; over a hole that is
+                        // wrong: FetchMessage reads by offset
+                        tracing::debug!(partition = %tp, error = %e, "SMQ cursor out of step");
+                        *cursor = None;
+                        return None;
+                    }
+                }
+            }
+            if slots.is_empty() {
                 *cursor = None;
                 return None;
             }
-        };
-        let mut bytes = first.value.len() + first.key.len();
-        let mut records = vec![first];
-        while bytes < max_bytes && offset.0 + (records.len() as i64) < end.0 {
-            match c.records.try_recv() {
-                Ok(m) => {
-                    bytes += m.value.len() + m.key.len();
-                    records.push(m);
-                }
-                Err(_) => break,
+            settled = hide_cut_batches(offset, &mut slots, end);
+            if settled > 0 {
+                break;
+            }
+            if wait {
+                // nothing more came: the batch cannot be judged here
+                *cursor = None;
+                return None;
             }
         }
-        c.next = offset.plus(records.len() as i64);
-        Some(records)
-    }
-
-    /// Forgets the cursor of `tp` (its records were not where they should be).
-    pub(crate) async fn drop_cursor(&self, tp: &TopicPartition) {
-        let slot = {
-            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.get(tp).cloned()
-        };
-        if let Some(slot) = slot {
-            *slot.lock().await = None;
-        }
+        c.held = slots.split_off(settled);
+        c.next = offset.plus(settled as i64);
+        Some(slots)
     }
 
     fn open(&self, shared: &Shared, tp: &TopicPartition, offset: Offset) -> Cursor {
@@ -112,6 +139,7 @@ impl Cursors {
         });
         Cursor {
             next: offset,
+            held: Vec::new(),
             records,
             _stop: stop,
         }

@@ -24,7 +24,8 @@ use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position, tail_entries}
 use kelp_core::smq::messaging_pb::DataMessage;
 use kelp_core::smq::publish::{PublishError, PublishEvent};
 use kelp_core::smq::record::{
-    KafkaRecord, ValueFormat, batch_messages, encode_gap, encode_slots, filler_message, read_slots,
+    KafkaRecord, ValueFormat, batch_messages, encode_gap, encode_slots, filler_message,
+    hide_cut_batches, read_slots,
 };
 use kelp_core::storage::{
     AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken,
@@ -37,6 +38,8 @@ use tokio::sync::mpsc;
 
 /// Most messages asked of one `FetchMessage`.
 const FETCH_MESSAGES: usize = 10_000;
+/// Most bytes asked of one `FetchMessage`.
+const FETCH_BYTES: usize = 32 << 20;
 /// Attempts at writing an append's ledger entries before giving up on them.
 const LEDGER_ATTEMPTS: u32 = 8;
 
@@ -511,7 +514,7 @@ async fn fetch_patiently(
     loop {
         let response = shared
             .smq
-            .fetch(topic, partition, at.0, 32 << 20, wanted)
+            .fetch(topic, partition, at.0, FETCH_BYTES, wanted)
             .await
             .map_err(io)?;
         if !response.messages.is_empty() || std::time::Instant::now() >= deadline {
@@ -539,30 +542,36 @@ async fn read(
     }
     // (raw values carry no offset to check a subscription's numbering against: FetchMessage only)
     if shared.format == ValueFormat::Enriched
-        && let Some(messages) = shared
+        && let Some(slots) = shared
             .cursors
             .read(shared, tp, offset, max_bytes, end)
             .await
     {
-        let (slots, misplaced) = read_slots(offset, &messages);
-        if misplaced.is_empty() {
-            return encode_slots(offset, &slots).map_err(io);
-        }
-        // a subscription numbers records by counting them; over a hole that is wrong
-        shared.cursors.drop_cursor(tp).await;
+        return encode_slots(offset, &slots).map_err(io);
     }
     let topic = shared.namespaces.smq_topic(tp.topic.as_str());
     let wanted = ((end.0 - offset.0) as usize).min(FETCH_MESSAGES);
-    let response = shared
-        .smq
-        .fetch(&topic, tp.partition, offset.0, max_bytes.max(1), wanted)
-        .await
-        .map_err(io)?;
-    if response.messages.is_empty() {
-        return unreadable(shared, tp, offset, end).await;
+    // a batch larger than `max_bytes` is read whole with a second, larger fetch
+    for limit in [max_bytes.max(1), FETCH_BYTES] {
+        let response = shared
+            .smq
+            .fetch(&topic, tp.partition, offset.0, limit, wanted)
+            .await
+            .map_err(io)?;
+        if response.messages.is_empty() {
+            return unreadable(shared, tp, offset, end).await;
+        }
+        let got = &response.messages[..wanted.min(response.messages.len())];
+        let mut slots = slots(tp, offset, got);
+        let settled = hide_cut_batches(offset, &mut slots, end);
+        if settled > 0 || limit == FETCH_BYTES {
+            if settled > 0 {
+                slots.truncate(settled);
+            } // else a batch beyond even the larger fetch: served as stored
+            return encode_slots(offset, &slots).map_err(io);
+        }
     }
-    let got = &response.messages[..wanted.min(response.messages.len())];
-    encode_slots(offset, &slots(tp, offset, got)).map_err(io)
+    Ok(bytes::Bytes::new())
 }
 
 /// SMQ serves nothing at `offset`, below the end: after a broker crash weed 4.53 can hold offsets
@@ -634,7 +643,9 @@ async fn find_time(
             break;
         }
         let got = &response.messages[..wanted.min(response.messages.len())];
-        if let Some(r) = slots(tp, at, got)
+        let mut found = slots(tp, at, got);
+        hide_cut_batches(at, &mut found, end);
+        if let Some(r) = found
             .into_iter()
             .flatten()
             .find(|r| r.timestamp >= timestamp)

@@ -241,9 +241,10 @@ impl Client {
         assert_eq!(r.topics[0].error_code, 0);
     }
 
-    /// Every (offset, value) of partition 0.
+    /// Every (offset, value) of partition 0, moving past gaps (empty batches) as consumers do.
     pub fn fetch_all(&mut self, topic: &str) -> Vec<(i64, String)> {
         let mut out = Vec::new();
+        let mut next = 0i64;
         loop {
             let body = FetchRequest {
                 max_wait_ms: 0,
@@ -253,7 +254,7 @@ impl Client {
                     topic: topic.into(),
                     partitions: vec![FetchPartition {
                         partition: 0,
-                        fetch_offset: out.len() as i64,
+                        fetch_offset: next,
                         partition_max_bytes: 4 << 20,
                         ..Default::default()
                     }],
@@ -265,8 +266,8 @@ impl Client {
                 unreachable!()
             };
             let p = &r.responses[0].partitions[0];
-            assert_eq!(p.error_code, 0, "fetch at {}", out.len());
-            let before = out.len();
+            assert_eq!(p.error_code, 0, "fetch at {next}");
+            let before = next;
             for batch in Batches::new(p.records.clone().unwrap_or_default()) {
                 let batch = batch.unwrap();
                 let base = batch.header().base_offset;
@@ -274,15 +275,16 @@ impl Client {
                 for r in records.iter() {
                     let r = r.unwrap();
                     let offset = base + i64::from(r.offset_delta);
-                    if offset >= out.len() as i64 {
+                    if offset >= next {
                         out.push((
                             offset,
                             String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
                         ));
                     }
                 }
+                next = next.max(base + i64::from(batch.header().last_offset_delta) + 1);
             }
-            if out.len() == before || out.len() as i64 >= p.high_watermark {
+            if next == before || next >= p.high_watermark {
                 return out;
             }
         }
