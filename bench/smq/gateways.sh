@@ -39,6 +39,7 @@
 #   KELP_BENCH_PHASE_TIMEOUT (150 s per perf-tool run)  KELP_BENCH_BUDGET (480 s for the whole run:
 #   phases that would start past it are skipped)  KELP_BENCH_KEEP (0)
 #   KELP_BENCH_GO_REGISTRY (stub | none)
+#   KELP_BENCH_RESULTS (a file: the figures as tab-separated lines, for bench/run.py)
 #   KELP_BIN, KELP_WEED_BIN (default: scripts/smq/build-weed.sh's cached binary), KELP_CACHE
 #   (~/.cache/kelp-tests; the Kafka 4.4.0 jars of `tests/install.sh kafka` in $KELP_CACHE/kafka/libs)
 set -uo pipefail
@@ -524,4 +525,13 @@ for i in "${!gws[@]}"; do
         echo "    ${title[$ph]}: ${detail[$g:$ph]:-not run}"
     done
 done
+# For bench/run.py: one line per gateway and phase, tab-separated: gateway label phase msg/s MB/s
+if [[ -n "${KELP_BENCH_RESULTS:-}" ]]; then
+    for i in "${!gws[@]}"; do
+        g="${gws[$i]}"
+        for ph in "${phases[@]}"; do
+            printf '%s\t%s\t%s\t%s\t%s\n' "$g" "${labels[$i]}" "$ph" "${res[$g:$ph:msgs]:-}" "${res[$g:$ph:mb]:-}"
+        done
+    done >"$KELP_BENCH_RESULTS"
+fi
 echo "total time: $(( SECONDS - t0 ))s"
