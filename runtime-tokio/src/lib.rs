@@ -3,7 +3,7 @@
 //! concurrency model).
 
 pub mod config;
-pub mod file_log;
+pub mod disk;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -10,13 +10,14 @@
 
 use crate::config::Backend;
 use crate::config::Resolved;
-use crate::file_log;
+use crate::disk::LocalDisk;
 use crate::metrics;
 use crate::runtime::{ByteReader, ByteWriter, Listener, Rt};
 use crate::smq::SmqStorage;
 use crate::storage::{Completion, Storage};
 use bytes::{Bytes, BytesMut};
 use kelp_core::broker::{Config, Gateway, Input, Now, Output};
+use kelp_core::storage::file_log;
 use kelp_core::types::{ConnectionId, Millis, TimestampMs};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,17 +116,24 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
     let max_decompressed = config.max_decompressed_batch_bytes;
     let (mut storage, partitions) = match &settings.backend {
         Backend::Local => {
-            let recovered = file_log::recover_all(&settings.data_dir, settings.segment_bytes)
-                .map_err(std::io::Error::other)?;
+            let disk: Arc<dyn kelp_core::storage::disk::Disk> = Arc::new(LocalDisk);
+            let recovered =
+                file_log::recover_all(disk.clone(), &settings.data_dir, settings.segment_bytes)
+                    .map_err(std::io::Error::other)?;
             let mut logs = Vec::new();
             let mut partitions = Vec::new();
-            for (tp, log, r) in recovered {
-                tracing::info!(partition = %tp, log_start = r.log_start_offset.0, next_offset = r.next_offset.0, "recovered partition");
-                logs.push((tp, log));
-                partitions.push(r);
+            for r in recovered {
+                let p = &r.partition;
+                tracing::info!(partition = %p.partition, log_start = p.log_start_offset.0, next_offset = p.next_offset.0, "recovered partition");
+                if let Some(repair) = &r.repaired {
+                    tracing::warn!(partition = %p.partition, %repair, "truncated a torn or corrupt log tail");
+                }
+                logs.push((p.partition.clone(), r.log));
+                partitions.push(r.partition);
             }
             let storage = Storage::new(
                 rt.clone(),
+                disk,
                 settings.data_dir.clone(),
                 settings.segment_bytes,
                 max_decompressed,

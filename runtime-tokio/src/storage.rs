@@ -4,8 +4,9 @@
 //! the order the core emitted them; partitions proceed in parallel. Reads and time lookups touch only
 //! data below the high watermark, which no writer changes, so they run at once on the blocking pool.
 
-use crate::file_log::{self, PartitionLog, partition_dir};
 use crate::runtime::Rt;
+use kelp_core::storage::disk::Disk;
+use kelp_core::storage::file_log::{self, PartitionLog, partition_dir};
 use kelp_core::storage::{StorageCommand, StorageCompletion, StorageError, StorageToken};
 use kelp_core::types::TopicPartition;
 use std::collections::HashMap;
@@ -21,11 +22,17 @@ enum Job {
     Flush(oneshot::Sender<()>),
 }
 
+/// Where the logs are, shared by the driver, its writers and its reads.
+struct Place {
+    disk: Arc<dyn Disk>,
+    data_dir: PathBuf,
+    segment_bytes: u64,
+}
+
 /// The embedded log driver.
 pub struct Storage {
     rt: Rt,
-    data_dir: Arc<PathBuf>,
-    segment_bytes: u64,
+    place: Arc<Place>,
     max_decompressed: usize,
     writers: HashMap<TopicPartition, mpsc::UnboundedSender<Job>>,
     done: mpsc::UnboundedSender<Completion>,
@@ -35,6 +42,7 @@ impl Storage {
     /// A driver over `data_dir`, starting a writer for every recovered partition log.
     pub fn new(
         rt: Rt,
+        disk: Arc<dyn Disk>,
         data_dir: PathBuf,
         segment_bytes: u64,
         max_decompressed: usize,
@@ -43,8 +51,11 @@ impl Storage {
     ) -> Storage {
         let mut storage = Storage {
             rt,
-            data_dir: Arc::new(data_dir),
-            segment_bytes,
+            place: Arc::new(Place {
+                disk,
+                data_dir,
+                segment_bytes,
+            }),
             max_decompressed,
             writers: HashMap::new(),
             done,
@@ -63,11 +74,10 @@ impl Storage {
         let (tx, rx) = mpsc::unbounded_channel();
         self.rt.spawn(writer(
             self.rt.clone(),
+            self.place.clone(),
             tp.clone(),
             log,
             rx,
-            self.data_dir.clone(),
-            self.segment_bytes,
             self.done.clone(),
         ));
         self.writers.insert(tp, tx.clone());
@@ -85,10 +95,11 @@ impl Storage {
                 max_bytes,
                 end,
             } => {
-                let dir = partition_dir(&self.data_dir, &partition);
+                let dir = partition_dir(&self.place.data_dir, &partition);
                 let done = self.done.clone();
+                let place = self.place.clone();
                 self.rt.run_blocking(move || {
-                    let result = file_log::read(&dir, offset, from, max_bytes, end);
+                    let result = file_log::read(&*place.disk, &dir, offset, from, max_bytes, end);
                     let _ = done.send((
                         token,
                         result.map_or_else(StorageCompletion::Failed, |batches| {
@@ -104,11 +115,12 @@ impl Storage {
                 from,
                 end,
             } => {
-                let dir = partition_dir(&self.data_dir, &partition);
+                let dir = partition_dir(&self.place.data_dir, &partition);
                 let done = self.done.clone();
                 let max = self.max_decompressed;
+                let place = self.place.clone();
                 self.rt.run_blocking(move || {
-                    let result = file_log::find_time(&dir, timestamp, from, end, max);
+                    let result = file_log::find_time(&*place.disk, &dir, timestamp, from, end, max);
                     let _ = done.send((
                         token,
                         result.map_or_else(StorageCompletion::Failed, |hit| {
@@ -150,20 +162,16 @@ impl Storage {
 /// One partition's writer: performs its mutating commands in order.
 async fn writer(
     rt: Rt,
+    place: Arc<Place>,
     tp: TopicPartition,
     mut log: Option<PartitionLog>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
-    data_dir: Arc<PathBuf>,
-    segment_bytes: u64,
     done: mpsc::UnboundedSender<Completion>,
 ) {
     while let Some(job) = jobs.recv().await {
         let tp = tp.clone();
-        let data_dir = data_dir.clone();
-        let (back, result) = match rt
-            .unblock(move || perform(job, log, &data_dir, &tp, segment_bytes))
-            .await
-        {
+        let place = place.clone();
+        let (back, result) = match rt.unblock(move || perform(&place, job, log, &tp)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "storage writer task failed");
@@ -178,12 +186,12 @@ async fn writer(
 }
 
 fn perform(
+    place: &Place,
     job: Job,
     mut log: Option<PartitionLog>,
-    data_dir: &std::path::Path,
     tp: &TopicPartition,
-    segment_bytes: u64,
 ) -> (Option<PartitionLog>, Option<Completion>) {
+    let (disk, data_dir) = (&place.disk, place.data_dir.as_path());
     let command = match job {
         Job::Flush(reply) => {
             if let Some(l) = &log
@@ -200,7 +208,7 @@ fn perform(
     let completion = match command {
         StorageCommand::CreatePartition { .. } => match &log {
             Some(_) => StorageCompletion::Done,
-            None => match PartitionLog::create(data_dir, tp, segment_bytes) {
+            None => match PartitionLog::create(disk.clone(), data_dir, tp, place.segment_bytes) {
                 Ok(l) => {
                     log = Some(l);
                     StorageCompletion::Done
@@ -210,7 +218,7 @@ fn perform(
         },
         StorageCommand::DeletePartition { .. } => {
             log = None;
-            file_log::delete_partition(data_dir, tp)
+            file_log::delete_partition(&**disk, data_dir, tp)
                 .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
         }
         StorageCommand::Append { batches, sync, .. } => match &mut log {
@@ -228,7 +236,7 @@ fn perform(
             None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
         },
         StorageCommand::WriteTopicConfig { entries, .. } => {
-            file_log::write_topic_config(data_dir, tp, &entries)
+            file_log::write_topic_config(&**disk, data_dir, tp, &entries)
                 .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
         }
         StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {

@@ -11,6 +11,8 @@
 //! The embedded log's on-disk format and its recovery logic live in [`log`]: pure functions over
 //! bytes, so that they are testable without a disk and shared by every runtime.
 
+pub mod disk;
+pub mod file_log;
 pub mod log;
 pub mod memory;
 

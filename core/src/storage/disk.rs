@@ -1,0 +1,45 @@
+//! The file operations the embedded log needs, as a trait the runtime implements.
+//!
+//! The embedded log's logic ([`super::file_log`]: segments, rolling, recovery, reads) is written
+//! against [`Disk`], so it lives here once for every runtime, and a test can run it on a disk double
+//! that keeps written bytes apart from durable ones. Every call blocks: runtimes call the log from
+//! threads that may block (tokio's and smol's blocking pools).
+
+use std::io;
+use std::path::Path;
+
+/// An open file.
+pub trait DiskFile: Send + Sync {
+    /// Its length in bytes.
+    fn size(&self) -> io::Result<u64>;
+    /// Reads into `buf` from byte `at`; returns how many bytes were read (0 at the end).
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize>;
+    /// Writes all of `bytes` at byte `at`.
+    fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()>;
+    /// Cuts (or extends) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes what was written durable (data and the length: `fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// A directory tree of files. `NotFound` errors pass through as such: callers rely on them.
+pub trait Disk: Send + Sync {
+    /// Creates `dir` and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names in `dir`, each with whether it is a directory.
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, bool)>>;
+    /// The whole content of `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Replaces `path` with `bytes` atomically and durably (a temporary file, synced, renamed; the
+    /// directory is not synced).
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Opens `path` for reading and writing, creating it empty if `create` and it does not exist
+    /// (an existing file is never truncated: it holds acknowledged data).
+    fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>>;
+    /// Makes `dir`'s entries (created, renamed, removed files) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything in it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+}
