@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""librdkafka load generator for bench/run.py (confluent-kafka), so that no single client decides.
+
+    loadgen.py produce BOOTSTRAP TOPIC RECORDS SIZE ACKS     throughput of a producer at full speed
+    loadgen.py consume BOOTSTRAP TOPIC RECORDS               throughput of a consumer from the start
+    loadgen.py latency BOOTSTRAP TOPIC RATE SECONDS SIZE     at a fixed rate (acks=all): produce-ack and
+                                                             end-to-end latency percentiles, after a
+                                                             warm-up of WARMUP_S seconds at that rate
+
+Prints one JSON object. Latencies are measured in this process with one monotonic clock: the
+producer writes its send time into each value, the consumer (assigned to every partition at
+the start, before the first send) subtracts it on arrival.
+"""
+import json
+import struct
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def percentiles(samples_ns):
+    if not samples_ns:
+        return {}
+    s = sorted(samples_ns)
+
+    def at(q):
+        return s[min(len(s) - 1, int(q * len(s)))] / 1e6
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": s[-1] / 1e6}
+
+
+def produce(bootstrap, topic, records, size, acks):
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
+                  "queue.buffering.max.messages": 500000, "compression.type": "none"})
+    value = b"x" * size
+    failed = [0]
+
+    def done(err, _msg):
+        if err is not None:
+            failed[0] += 1
+
+    start = time.monotonic()
+    for _ in range(records):
+        while True:
+            try:
+                p.produce(topic, value, on_delivery=done)
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    left = p.flush(120)
+    secs = time.monotonic() - start
+    ok = records - failed[0] - left
+    return {"records": ok, "failed": failed[0] + left, "seconds": secs, "rate": ok / secs,
+            "mb_s": ok * size / secs / 2**20}
+
+
+def partitions_of(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "loadgen-meta"})
+    md = c.list_topics(topic, timeout=30)
+    c.close()
+    return sorted(md.topics[topic].partitions)
+
+
+def consume(bootstrap, topic, records):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"loadgen-{time.time_ns()}",
+                  "enable.auto.commit": False, "fetch.max.bytes": 52428800})
+    c.assign([TopicPartition(topic, p, 0) for p in partitions_of(bootstrap, topic)])
+    got = nbytes = 0
+    start = None
+    deadline = time.monotonic() + 300
+    while got < records and time.monotonic() < deadline:
+        for m in c.consume(10000, 1.0):
+            if m.error():
+                continue
+            if start is None:
+                start = time.monotonic()
+            got += 1
+            nbytes += len(m.value() or b"")
+    secs = time.monotonic() - (start or time.monotonic())
+    c.close()
+    return {"records": got, "seconds": secs, "rate": got / secs if secs else 0,
+            "mb_s": nbytes / secs / 2**20 if secs else 0}
+
+
+WARMUP_S = 2
+
+
+def latency(bootstrap, topic, rate, seconds, size):
+    warmup = int(rate * WARMUP_S)
+    total = warmup + int(rate * seconds)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"loadgen-{time.time_ns()}",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    c.assign([TopicPartition(topic, p, 0) for p in partitions_of(bootstrap, topic)])
+    e2e = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set() and len(e2e) < total:
+            for m in c.consume(1000, 0.1):
+                if not m.error() and m.value():
+                    e2e.append(time.monotonic_ns() - struct.unpack_from(">q", m.value())[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    acks = []
+    pad = b"x" * max(0, size - 8)
+
+    def done(err, msg, sent):
+        if err is None:
+            acks.append(time.monotonic_ns() - sent)
+
+    start = time.monotonic()
+    for i in range(total):
+        due = start + i / rate
+        while True:
+            now = time.monotonic()
+            if now >= due:
+                break
+            p.poll(min(due - now, 0.001))
+        sent = time.monotonic_ns()
+        p.produce(topic, struct.pack(">q", sent) + pad,
+                  on_delivery=lambda err, msg, sent=sent: done(err, msg, sent))
+        p.poll(0)
+    p.flush(60)
+    reader.join(30)
+    stop.set()
+    reader.join()
+    c.close()
+    achieved = total / (time.monotonic() - start)
+    return {"sent": total, "acked": len(acks), "received": len(e2e), "rate": achieved,
+            # the warm-up's records (connections, metadata, first batches) are not counted
+            "ack": percentiles(acks[warmup:]), "e2e": percentiles(e2e[warmup:])}
+
+
+def main(argv):
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "produce" and len(argv) == 7:
+        out = produce(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
+    elif cmd == "consume" and len(argv) == 5:
+        out = consume(argv[2], argv[3], int(argv[4]))
+    elif cmd == "latency" and len(argv) == 7:
+        out = latency(argv[2], argv[3], float(argv[4]), float(argv[5]), int(argv[6]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

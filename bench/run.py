@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: each system started on 127.0.0.1 in turn, the same workloads, then stopped.
+
+Run through bench/run.sh, which builds and installs what this needs. Systems (--systems picks some):
+  kelp, kelp-smol   Kelp's two binaries, embedded log, default durability: fsync before every acks=all
+                    answer (acks=1 answers without waiting for the disk)
+  kafka             Apache Kafka 4.4 KRaft single node (combined mode) from the Maven jars, on the
+                    installed Java; its default durability: page cache, no fsync per write
+  tansu             Tansu (bench/tansu), memory storage, reached through bench/smq/kafka_shim.py
+                    (it cannot parse the ApiVersions v5 of Kafka 4.4 clients)
+  smq               Kelp on SMQ and SeaweedFS's Go gateway on one `weed` (bench/smq/gateways.sh,
+                    throughput only, KELP_BENCH_SMQ_RECORDS records)
+Workloads per system (topics of 3 partitions, values of --size bytes):
+  Kafka perf tools   produce --records at acks=all, again at acks=1, then consume --records (fetch
+                     rate); produce at a fixed --rate for --seconds (after a 2 s warm-up at that
+                     rate): produce-ack latency percentiles
+  librdkafka         (bench/loadgen.py, confluent-kafka) produce --records at acks=all, consume them;
+                     at the fixed rate (same warm-up): produce-ack and end-to-end latency percentiles
+  resources          the server process's RSS once idle (after start-up), its peak RSS (VmHWM) and
+                     CPU seconds (user + system) over all the workloads
+A system that fails a phase gets the reason in its row; the harness goes on.
+Output: a Markdown report with ratios against `kelp` in every row, the figures as JSON, and a PNG
+chart, in bench/results/ (named by date and host).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("KELP_CACHE", Path.home() / ".cache/kelp-tests"))
+LIBS = CACHE / "kafka/libs"
+LOG4J = ROOT / "tests/clients/kafka/log4j2-tools.yaml"
+JAVA_TOOL = ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={LOG4J}", "-cp", f"{LIBS}/*"]
+PARTITIONS = 3
+# seconds at the fixed rate before latencies count (connections, metadata, the client's JIT)
+WARMUP_S = 2
+
+
+def say(*args):
+    print(f"[bench {time.strftime('%H:%M:%S')}]", *args, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def tail(path, n=15):
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return ""
+    return "\n".join("    | " + re.sub(r"\x1b\[[0-9;]*m", "", l)[:220] for l in lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Process figures
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) / 1024  # MiB
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pid):
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------------
+# Systems: each returns (the server's Popen, the port clients use, helper Popens to stop with it) or
+# raises with the reason
+
+
+def start_kelp(binary, work, _args):
+    port = free_port()
+    data = work / "data"
+    data.mkdir(parents=True)
+    log = open(work / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(binary), "--listen", f"127.0.0.1:{port}", "--advertised-listener", f"127.0.0.1:{port}",
+         "--data-dir", str(data), "--default-partitions", str(PARTITIONS)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KELP_LOG": "warn", "NO_COLOR": "1"})
+    return proc, port, []
+
+
+def start_kafka(_binary, work, _args):
+    port, controller = free_port(), free_port()
+    props = work / "server.properties"
+    props.write_text(f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={work / 'data'}
+num.partitions={PARTITIONS}
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+""")
+    # the heap of bin/kafka-server-start.sh
+    jvm = ["java", "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+           f"-Dlog4j2.configurationFile={ROOT / 'tests/golden/broker/log4j2.yaml'}", "-cp", f"{LIBS}/*"]
+    fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", "kelp-bench-cluster-0001",
+                                "-c", str(props), "--standalone"],
+                         capture_output=True, text=True, timeout=120)
+    if fmt.returncode != 0:
+        fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", "kelp-bench-cluster-0001",
+                                    "-c", str(props)], capture_output=True, text=True, timeout=120)
+    if fmt.returncode != 0:
+        raise RuntimeError("storage format failed: " + (fmt.stdout + fmt.stderr).strip()[-300:])
+    log = open(work / "server.log", "w")
+    proc = subprocess.Popen(jvm + ["kafka.Kafka", str(props)], stdout=log, stderr=subprocess.STDOUT)
+    return proc, port, []
+
+
+def start_tansu(_binary, work, _args):
+    """Tansu 0.6 decodes the ApiVersions v5 of Kafka 4.4 clients as v4 and drops the connection, so
+    clients reach it through bench/smq/kafka_shim.py (v5 sent as v4), which it advertises."""
+    port, shim_port = free_port(), free_port()
+    log = open(work / "server.log", "w")
+    proc = subprocess.Popen(["bash", str(ROOT / "bench/tansu/start.sh"), str(port), str(work / "data")],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "TANSU_ADVERTISED_PORT": str(shim_port)})
+    shim = subprocess.Popen([sys.executable, str(ROOT / "bench/smq/kafka_shim.py"), "--listen",
+                             f"127.0.0.1:{shim_port}", "--upstream", f"127.0.0.1:{port}"],
+                            stdout=open(work / "shim.log", "w"), stderr=subprocess.STDOUT)
+    if not wait_port(port, proc, 60):
+        shim.kill()
+        raise RuntimeError("did not listen within 60 s\n" + tail(work / "server.log"))
+    return proc, shim_port, [shim]
+
+
+# ------------------------------------------------------------------------------------------------
+# Workloads
+
+
+def run(cmd, out_path, seconds):
+    """The command's output (also kept in out_path); raises on a timeout or a failure exit."""
+    with open(out_path, "w") as out:
+        try:
+            p = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=seconds,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"timed out after {seconds}s")
+    text = Path(out_path).read_text(errors="replace")
+    if p.returncode != 0:
+        err = next((l for l in text.splitlines() if "Exception" in l or "rror" in l), "")
+        raise RuntimeError(f"exit {p.returncode}: {err[:200]}")
+    return text
+
+
+def create_topic(bootstrap, topic, work):
+    run(JAVA_TOOL + ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bootstrap, "--create",
+                     "--topic", topic, "--partitions", str(PARTITIONS), "--replication-factor", "1"],
+        work / f"create-{topic}.txt", 120)
+
+
+PERF_LINE = re.compile(
+    r"^(\d+) (?:steady state )?records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", re.M)
+
+
+def perf_produce(bootstrap, topic, records, size, acks, work, throughput=-1, warmup=0, timeout=900):
+    """The tool's summary; with `warmup`, of the records after the first `warmup` (steady state)."""
+    text = run(JAVA_TOOL + ["org.apache.kafka.tools.ProducerPerformance", "--bootstrap-server", bootstrap,
+                            "--topic", topic, "--num-records", str(records + warmup), "--record-size",
+                            str(size), "--throughput", str(throughput), "--command-property", f"acks={acks}"]
+               + (["--warmup-records", str(warmup)] if warmup else []),
+               work / f"perf-produce-{topic}-{acks}.txt", timeout)
+    m = [m for m in PERF_LINE.finditer(text) if int(m.group(1)) == records]
+    if not m:
+        raise RuntimeError("no summary line (" + text.strip().splitlines()[-1][:160] + ")" if text.strip()
+                           else "no output")
+    g = m[-1].groups()
+    return {"rate": float(g[1]), "mb_s": float(g[2]), "p50_ms": float(g[5]), "p99_ms": float(g[7]),
+            "p999_ms": float(g[8])}
+
+
+def perf_consume(bootstrap, topic, records, work, timeout=900):
+    text = run(JAVA_TOOL + ["org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap,
+                            "--topic", topic, "--num-records", str(records), "--timeout", "60000",
+                            "--group", f"bench-{time.time_ns()}"],
+               work / f"perf-consume-{topic}.txt", timeout)
+    rows = [l.replace(" ", "").split(",") for l in text.splitlines()
+            if re.match(r"^\d{4}-\d\d-\d\d .*, .*, ", l)]
+    if not rows or len(rows[-1]) < 10:
+        raise RuntimeError("no summary line")
+    f = rows[-1]
+    if float(f[4]) < records:
+        raise RuntimeError(f"read {f[4]} of {records} records")
+    return {"rate": float(f[9]), "mb_s": float(f[8]), "join_ms": float(f[6])}
+
+
+def loadgen(python, args, out_path, timeout):
+    text = run([python, str(ROOT / "bench/loadgen.py")] + [str(a) for a in args], out_path, timeout)
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def bench_system(name, start, binary, args, python, base):
+    work = base / name
+    work.mkdir(parents=True)
+    row = {"system": name, "errors": {}}
+    try:
+        proc, port, helpers = start(binary, work, args)
+    except Exception as e:  # noqa: BLE001 - a system that cannot start is reported, not fatal
+        row["errors"]["start"] = str(e)
+        return row
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        if not wait_port(port, proc, 120):
+            row["errors"]["start"] = "did not listen within 120 s\n" + tail(work / "server.log")
+            return row
+        time.sleep(3)
+        row["idle_rss_mb"] = proc_status(proc.pid).get("VmRSS")
+        cpu0 = cpu_seconds(proc.pid)
+        phases = [
+            ("produce_all", lambda: (create_topic(bootstrap, "perf", work),
+                                     perf_produce(bootstrap, "perf", args.records, args.size, "all", work))[1]),
+            ("produce_1", lambda: perf_produce(bootstrap, "perf", args.records, args.size, "1", work)),
+            ("consume", lambda: perf_consume(bootstrap, "perf", args.records, work)),
+            ("rd_produce", lambda: (create_topic(bootstrap, "rd", work),
+                                    loadgen(python, ["produce", bootstrap, "rd", args.records, args.size, "all"],
+                                            work / "rd-produce.txt", 900))[1]),
+            ("rd_consume", lambda: loadgen(python, ["consume", bootstrap, "rd", args.records],
+                                           work / "rd-consume.txt", 900)),
+            ("perf_latency", lambda: (create_topic(bootstrap, "lat", work),
+                                      perf_produce(bootstrap, "lat", int(args.rate * args.seconds), args.size,
+                                                   "all", work, throughput=args.rate,
+                                                   warmup=args.rate * WARMUP_S))[1]),
+            ("rd_latency", lambda: (create_topic(bootstrap, "rdlat", work),
+                                    loadgen(python, ["latency", bootstrap, "rdlat", args.rate, args.seconds,
+                                                     args.size], work / "rd-latency.txt", 600))[1]),
+        ]
+        for phase, fn in phases:
+            if proc.poll() is not None:
+                row["errors"][phase] = "the server died\n" + tail(work / "server.log")
+                continue
+            say(f"{name}: {phase}")
+            try:
+                row[phase] = fn()
+                say(f"{name}: {phase}: {json.dumps(row[phase])}")
+            except Exception as e:  # noqa: BLE001
+                row["errors"][phase] = str(e)
+                say(f"{name}: {phase}: FAILED: {e}")
+        st = proc_status(proc.pid)
+        row["peak_rss_mb"] = st.get("VmHWM")
+        cpu1 = cpu_seconds(proc.pid)
+        if cpu0 is not None and cpu1 is not None:
+            row["cpu_s"] = cpu1 - cpu0
+    finally:
+        for p in [proc] + helpers:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(work / "data", ignore_errors=True)
+    return row
+
+
+def bench_smq(args, base):
+    """Kelp on SMQ and the Go gateway: rows from bench/smq/gateways.sh."""
+    results = base / "smq.tsv"
+    env = {**os.environ, "KELP_BENCH_RECORDS": str(args.smq_records), "KELP_BENCH_RESULTS": str(results),
+           "KELP_BENCH_BUDGET": str(args.smq_budget), "KELP_BIN": str(args.bin_dir / "kelp")}
+    say(f"smq: bench/smq/gateways.sh with {args.smq_records} records")
+    with open(base / "smq.log", "w") as log:
+        subprocess.run(["bash", str(ROOT / "bench/smq/gateways.sh")], env=env, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=args.smq_budget + 300)
+    rows = {}
+    if not results.exists():
+        return [{"system": "kelp (smq)", "errors": {"start": "gateways.sh wrote no results\n" +
+                                                      tail(base / "smq.log", 30)}}]
+    names = {"kelp": "kelp on SMQ", "go": "Go gateway on SMQ"}
+    key = {"acksall": "produce_all", "acks1": "produce_1", "consume": "consume"}
+    for line in results.read_text().splitlines():
+        gw, label, phase, msgs, mb = (line.split("\t") + [""] * 5)[:5]
+        row = rows.setdefault(gw, {"system": names.get(gw, gw), "label": label, "errors": {}})
+        if msgs:
+            row[key[phase]] = {"rate": float(msgs), "mb_s": float(mb or 0)}
+        else:
+            row["errors"][key[phase]] = "failed (see smq.log)"
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_num(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+def ratio(v, ref):
+    return "" if v is None or not ref else f" ({v / ref:.2f}x)"
+
+
+def report(rows, args, started, machine):
+    ref = next((r for r in rows if r["system"] == "kelp"), {})
+    smq_ref = next((r for r in rows if r["system"] == "kelp on SMQ"), {})
+    out = [f"# Kelp benchmark, {started:%Y-%m-%d %H:%M} UTC", "", machine, "",
+           f"Records of {args.size} B, topics of {PARTITIONS} partitions, everything on 127.0.0.1 on this "
+           f"machine, one system at a time. Throughput runs: {args.records:,} records per run "
+           f"(SMQ rows: {args.smq_records:,}). Fixed rate: {args.rate:,} records/s for {args.seconds} s, "
+           "acks=all. MB = 2^20 B. In parentheses: the ratio to `kelp` (higher is better for "
+           "throughput, lower for latency and resources); the Go gateway's is to Kelp on SMQ.",
+           "", "Durability: kelp and kelp-smol fsync before answering acks=all; Apache Kafka leaves "
+           "writes in the page cache (its default); Tansu keeps records in memory; on SMQ the broker "
+           "acknowledges from memory and flushes every few seconds (docs/smq.md).", ""]
+
+    def get(r, phase, field):
+        return (r.get(phase) or {}).get(field)
+
+    def base(r):
+        return smq_ref if r["system"] == "Go gateway on SMQ" else ref
+
+    out += ["## Throughput (records/s, MB/s)", "",
+            "| system | produce acks=all (perf) | produce acks=1 (perf) | consume (perf, fetch rate) | "
+            "produce acks=all (librdkafka) | consume (librdkafka) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = []
+        for phase in ("produce_all", "produce_1", "consume", "rd_produce", "rd_consume"):
+            v, mb = get(r, phase, "rate"), get(r, phase, "mb_s")
+            if v is None:
+                cells.append("failed" if phase in r["errors"] else "not run")
+            else:
+                cells.append(f"{fmt_num(v)} / {fmt_num(mb, 1)} MB/s{ratio(v, get(base(r), phase, 'rate'))}")
+        out.append(f"| {r['system']} | " + " | ".join(cells) + " |")
+
+    out += ["", f"## Latency at {args.rate:,} records/s (ms: p50 / p99 / p99.9)", "",
+            "| system | produce-ack (perf) | produce-ack (librdkafka) | end-to-end (librdkafka) |",
+            "|---|---|---|---|"]
+    for r in rows:
+        if r["system"].endswith("on SMQ"):
+            continue
+        cells = []
+        for phase, sub in (("perf_latency", None), ("rd_latency", "ack"), ("rd_latency", "e2e")):
+            d = r.get(phase) or {}
+            d = d.get(sub) or {} if sub else d
+            ref_d = (ref.get(phase) or {})
+            ref_d = ref_d.get(sub) or {} if sub else ref_d
+            if not d:
+                cells.append("failed" if phase in r["errors"] else "not run")
+            else:
+                cells.append(f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} / {d['p999_ms']:.1f}"
+                             f"{ratio(d['p99_ms'], ref_d.get('p99_ms'))}")
+        out.append(f"| {r['system']} | " + " | ".join(cells) + " |")
+    out += ["", "(ratio: of the p99)", "", "## Resources of the server process", "",
+            "| system | idle RSS (MiB) | peak RSS (MiB) | CPU seconds over all workloads |", "|---|---|---|---|"]
+    for r in rows:
+        if r["system"].endswith("on SMQ"):
+            continue
+        out.append(f"| {r['system']} | {fmt_num(r.get('idle_rss_mb'), 1)}{ratio(r.get('idle_rss_mb'), ref.get('idle_rss_mb'))}"
+                   f" | {fmt_num(r.get('peak_rss_mb'), 1)}{ratio(r.get('peak_rss_mb'), ref.get('peak_rss_mb'))}"
+                   f" | {fmt_num(r.get('cpu_s'), 1)}{ratio(r.get('cpu_s'), ref.get('cpu_s'))} |")
+    errors = [(r["system"], k, v) for r in rows for k, v in r["errors"].items()]
+    if errors:
+        out += ["", "## Failures", ""]
+        for system, phase, why in errors:
+            out.append(f"- {system}, {phase}: " + why.replace("\n", "\n  "))
+    return "\n".join(out) + "\n"
+
+
+def chart(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no chart: matplotlib is not installed"
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    phases = [("produce_all", "produce acks=all"), ("produce_1", "produce acks=1"), ("consume", "consume"),
+              ("rd_produce", "librdkafka produce"), ("rd_consume", "librdkafka consume")]
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        xs = [k + i * width for k in range(len(phases))]
+        axes[0].bar(xs, [((r.get(p) or {}).get("rate") or 0) / 1000 for p, _ in phases], width, label=r["system"])
+    axes[0].set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(phases))])
+    axes[0].set_xticklabels([t for _, t in phases], rotation=20, ha="right")
+    axes[0].set_ylabel("thousand records/s")
+    axes[0].set_title("Throughput")
+    axes[0].legend(fontsize=8)
+    lat = [r for r in rows if not r["system"].endswith("on SMQ")]
+    kinds = [("perf_latency", None, "ack (perf)"), ("rd_latency", "ack", "ack (librdkafka)"),
+             ("rd_latency", "e2e", "end-to-end")]
+    width = 0.8 / max(1, len(lat))
+    for i, r in enumerate(lat):
+        vals = []
+        for phase, sub, _ in kinds:
+            d = r.get(phase) or {}
+            d = (d.get(sub) or {}) if sub else d
+            vals.append(d.get("p99_ms") or 0)
+        axes[1].bar([k + i * width for k in range(len(kinds))], vals, width, label=r["system"])
+    axes[1].set_xticks([k + width * (len(lat) - 1) / 2 for k in range(len(kinds))])
+    axes[1].set_xticklabels([t for _, _, t in kinds], rotation=20, ha="right")
+    axes[1].set_ylabel("p99 ms")
+    axes[1].set_title("Latency p99 at the fixed rate")
+    names = [r["system"] for r in lat]
+    axes[2].bar([k - 0.2 for k in range(len(lat))], [r.get("idle_rss_mb") or 0 for r in lat], 0.4, label="idle")
+    axes[2].bar([k + 0.2 for k in range(len(lat))], [r.get("peak_rss_mb") or 0 for r in lat], 0.4, label="peak")
+    axes[2].set_xticks(range(len(lat)))
+    axes[2].set_xticklabels(names, rotation=20, ha="right")
+    axes[2].set_ylabel("RSS MiB")
+    axes[2].set_title("Memory")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return None
+
+
+def machine_description():
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                   if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = proc_mem = ""
+    try:
+        mem = next(l.split(":", 1)[1].strip() for l in Path("/proc/meminfo").read_text().splitlines()
+                   if l.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        pass
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    return (f"Machine: {platform.node()}, {os.cpu_count()} cores ({cpu}), {mem} RAM, "
+            f"{platform.system()} {platform.release()}; {java[0] if java else 'no java'}.{proc_mem}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default="kelp,kelp-smol,kafka,tansu,smq")
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--smq-records", type=int, default=200_000)
+    ap.add_argument("--smq-budget", type=int, default=600)
+    ap.add_argument("--bin-dir", type=Path, default=ROOT / "target/release")
+    ap.add_argument("--python", default=sys.executable, help="a Python with confluent-kafka")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, tool outputs)")
+    args = ap.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    base = Path(tempfile.mkdtemp(prefix="kelp-bench-"))
+    machine = machine_description()
+    say(machine)
+    starters = {"kelp": (start_kelp, args.bin_dir / "kelp"), "kelp-smol": (start_kelp, args.bin_dir / "kelp-smol"),
+                "kafka": (start_kafka, None), "tansu": (start_tansu, None)}
+    rows = []
+    for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
+        t0 = time.monotonic()
+        if name == "smq":
+            rows += bench_smq(args, base)
+        elif name in starters:
+            start, binary = starters[name]
+            rows.append(bench_system(name, start, binary, args, args.python, base))
+        else:
+            sys.exit(f"unknown system {name}")
+        say(f"{name}: done in {time.monotonic() - t0:.0f} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{started:%Y-%m-%d-%H%M}-{platform.node()}"
+    text = report(rows, args, started, machine)
+    why = chart(rows, stem.with_suffix(".png"))
+    if why is None:
+        text += f"\nChart: `{stem.with_suffix('.png').name}`\n"
+    else:
+        text += f"\n({why})\n"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({"started": started.isoformat(), "machine": machine,
+                                                     "args": {k: str(v) for k, v in vars(args).items()},
+                                                     "rows": rows}, indent=2))
+    print(text)
+    say(f"written: {stem}.md, .json" + ("" if why else ", .png"))
+    if args.keep:
+        say(f"work dir kept: {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
