@@ -6,7 +6,7 @@
 #
 #   bench/tansu/install.sh            # TANSU_VERSION (0.6.0), KELP_CACHE
 #
-# The build is slow (about 22 minutes on 2 cores): it runs with `nice -n 10` and one job
+# The build is slow (about 22 minutes on 2 cores with one job): it runs with `nice -n 10`
 # (CARGO_BUILD_JOBS, default: every core; set 1 to leave the machine usable meanwhile).
 set -euo pipefail
 
