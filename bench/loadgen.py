@@ -92,20 +92,24 @@ def latency(bootstrap, topic, rate, seconds, size):
     warmup = int(rate * WARMUP_S)
     total = warmup + int(rate * seconds)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"loadgen-{time.time_ns()}",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 10,
+                  "socket.nagle.disable": True})
     c.assign([TopicPartition(topic, p, 0) for p in partitions_of(bootstrap, topic)])
     e2e = []
     stop = threading.Event()
 
     def read():
+        # one message per poll: consume(n, timeout) would hold messages back until n arrived
         while not stop.is_set() and len(e2e) < total:
-            for m in c.consume(1000, 0.1):
-                if not m.error() and m.value():
-                    e2e.append(time.monotonic_ns() - struct.unpack_from(">q", m.value())[0])
+            m = c.poll(0.1)
+            if m is not None and not m.error() and m.value():
+                e2e.append(time.monotonic_ns() - struct.unpack_from(">q", m.value())[0])
 
     reader = threading.Thread(target=read)
     reader.start()
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    # no Nagle: a small request must not wait for the previous one's TCP ack
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                  "socket.nagle.disable": True})
     acks = []
     pad = b"x" * max(0, size - 8)
 

@@ -11,7 +11,9 @@ use kelp_core::codec::compression::Compression;
 use kelp_core::codec::header::{Request, RequestHeader};
 use kelp_core::codec::record_batch::{BatchHeader, NewRecord, RecordBatch, encode_batch};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+mod common;
+use common::measure;
 
 const RECORD_SIZE: usize = 1024;
 const RECORDS_PER_BATCH: usize = 64;
@@ -35,28 +37,6 @@ fn batch(seed: u8) -> Bytes {
         ..Default::default()
     };
     encode_batch(&header, Compression::None, &records).expect("encode batch")
-}
-
-/// Median time of `f` over enough repetitions to fill ~1.5 s, in nanoseconds per call.
-fn measure(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < Duration::from_millis(200) {
-        f();
-        calls += 1;
-    }
-    let per_sample = (calls / 20).max(1);
-    let mut samples: Vec<f64> = (0..60)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..per_sample {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / per_sample as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn report(name: &str, bytes: usize, ns: f64, memcpy_ns: f64) {

@@ -1,6 +1,9 @@
-//! Timing helpers shared by the micro-benchmarks (`harness = false`): the same median-of-samples
-//! method as `codec.rs`, and one report line per case with its ratio to a baseline measured in the
+//! Timing helpers shared by the micro-benchmarks (`harness = false`): a median of samples, and one
+//! report line per case with its ratio to a baseline measured in the
 //! same run. Absolute numbers drift on shared machines; the ratio is what to compare across runs.
+
+// each bench compiles this module on its own and uses part of it
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
