@@ -438,7 +438,8 @@ def chart(rows, path):
         axes[1].bar([k + i * width for k in range(len(kinds))], vals, width, label=r["system"])
     axes[1].set_xticks([k + width * (len(lat) - 1) / 2 for k in range(len(kinds))])
     axes[1].set_xticklabels([t for _, _, t in kinds], rotation=20, ha="right")
-    axes[1].set_ylabel("p99 ms")
+    axes[1].set_ylabel("p99 ms (log scale)")
+    axes[1].set_yscale("log")
     axes[1].set_title("Latency p99 at the fixed rate")
     names = [r["system"] for r in lat]
     axes[2].bar([k - 0.2 for k in range(len(lat))], [r.get("idle_rss_mb") or 0 for r in lat], 0.4, label="idle")
