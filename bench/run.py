@@ -4,6 +4,7 @@
 Run through bench/run.sh, which builds and installs what this needs. Systems (--systems picks some):
   kelp, kelp-smol   Kelp's two binaries, embedded log, default durability: fsync before every acks=all
                     answer (acks=1 answers without waiting for the disk)
+  kelp-nofsync      (not in the default list) kelp with --fsync-acks-all false: Kafka's durability
   kafka             Apache Kafka 4.4 KRaft single node (combined mode) from the Maven jars, on the
                     installed Java; its default durability: page cache, no fsync per write
   tansu             Tansu (bench/tansu), memory storage, reached through bench/smq/kafka_shim.py
@@ -107,14 +108,14 @@ def cpu_seconds(pid):
 # raises with the reason
 
 
-def start_kelp(binary, work, _args):
+def start_kelp(binary, work, _args, extra=()):
     port = free_port()
     data = work / "data"
     data.mkdir(parents=True)
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(
         [str(binary), "--listen", f"127.0.0.1:{port}", "--advertised-listener", f"127.0.0.1:{port}",
-         "--data-dir", str(data), "--default-partitions", str(PARTITIONS)],
+         "--data-dir", str(data), "--default-partitions", str(PARTITIONS), *extra],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KELP_LOG": "warn", "NO_COLOR": "1"})
     return proc, port, []
 
@@ -491,6 +492,8 @@ def main():
     machine = machine_description()
     say(machine)
     starters = {"kelp": (start_kelp, args.bin_dir / "kelp"), "kelp-smol": (start_kelp, args.bin_dir / "kelp-smol"),
+                "kelp-nofsync": (lambda b, w, a: start_kelp(b, w, a, ["--fsync-acks-all", "false"]),
+                                 args.bin_dir / "kelp"),
                 "kafka": (start_kafka, None), "tansu": (start_tansu, None)}
     rows = []
     for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
