@@ -178,9 +178,18 @@ pub async fn serve(rt: Rt, addr: SocketAddr, events: mpsc::UnboundedSender<Event
             continue;
         };
         let events = events.clone();
+        let timer = rt.clone();
         rt.spawn(async move {
+            // the request head, which may come in pieces: up to its blank line, 8 KiB or 5 s
             let mut buf = bytes::BytesMut::with_capacity(1024);
-            let _ = read.read_buf(&mut buf).await;
+            let head = async {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    if !matches!(read.read_buf(&mut buf).await, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+            };
+            let _ = timer.timeout(std::time::Duration::from_secs(5), head).await;
             let request = String::from_utf8_lossy(&buf);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (tx, rx) = oneshot::channel();

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 fn get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    // in two pieces, as a request may arrive: the endpoint must wait for the whole head
+    s.write_all(b"GET ").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    write!(s, "{path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).expect("a whole response");
     let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
