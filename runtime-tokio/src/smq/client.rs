@@ -108,6 +108,22 @@ impl Smq {
         Ok(client)
     }
 
+    /// A unary call's answer, unless it fails or [`RPC_TIMEOUT`] passes first.
+    async fn unary<T>(
+        &self,
+        call: &'static str,
+        request: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, SmqError> {
+        match self.rt.timeout(RPC_TIMEOUT, request).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(SmqError::call(call, status)),
+            Err(_) => Err(SmqError::Call {
+                call,
+                message: "timed out".into(),
+            }),
+        }
+    }
+
     fn control(&self) -> Result<Client, SmqError> {
         self.client(&self.bootstrap)
     }
@@ -199,23 +215,14 @@ impl Smq {
             });
         }
         self.ensure_ready().await?;
+        let request = ConfigureTopicRequest {
+            topic: Some(topic.clone()),
+            partition_count: count,
+            ..Default::default()
+        };
         let response = self
-            .rt
-            .timeout(
-                RPC_TIMEOUT,
-                self.control()?.configure_topic(ConfigureTopicRequest {
-                    topic: Some(topic.clone()),
-                    partition_count: count,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(|_| SmqError::Call {
-                call: "ConfigureTopic",
-                message: "timed out".into(),
-            })?
-            .map_err(|s| SmqError::call("ConfigureTopic", s))?
-            .into_inner();
+            .unary("ConfigureTopic", self.control()?.configure_topic(request))
+            .await?;
         self.remember(topic, &response.broker_partition_assignments, Some(count))
     }
 
@@ -228,22 +235,15 @@ impl Smq {
             return Ok(a);
         }
         self.ensure_ready().await?;
+        let request = LookupTopicBrokersRequest {
+            topic: Some(topic.clone()),
+        };
         let response = self
-            .rt
-            .timeout(
-                RPC_TIMEOUT,
-                self.control()?
-                    .lookup_topic_brokers(LookupTopicBrokersRequest {
-                        topic: Some(topic.clone()),
-                    }),
+            .unary(
+                "LookupTopicBrokers",
+                self.control()?.lookup_topic_brokers(request),
             )
-            .await
-            .map_err(|_| SmqError::Call {
-                call: "LookupTopicBrokers",
-                message: "timed out".into(),
-            })?
-            .map_err(|s| SmqError::call("LookupTopicBrokers", s))?
-            .into_inner();
+            .await?;
         self.remember(topic, &response.broker_partition_assignments, None)
     }
 
@@ -337,37 +337,24 @@ impl Smq {
         max_messages: usize,
     ) -> Result<FetchMessageResponse, SmqError> {
         let a = self.partition(topic, index).await?;
-        let result = self
-            .rt
-            .timeout(
-                RPC_TIMEOUT,
-                self.client(&a.leader)?.fetch_message(FetchMessageRequest {
-                    topic: Some(topic.clone()),
-                    partition: Some(a.partition),
-                    start_offset: start.saturating_add(SMQ_OFFSET_BASE),
-                    max_bytes: max_bytes.min(i32::MAX as usize) as i32,
-                    max_messages: max_messages.min(i32::MAX as usize) as i32,
-                    max_wait_ms: 0,
-                    min_bytes: 0,
-                    consumer_group: String::new(),
-                    consumer_id: "kelp".into(),
-                }),
-            )
-            .await;
-        let response = match result {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => {
-                self.forget(topic);
-                return Err(SmqError::call("FetchMessage", s));
-            }
-            Err(_) => {
-                self.forget(topic);
-                return Err(SmqError::Call {
-                    call: "FetchMessage",
-                    message: "timed out".into(),
-                });
-            }
+        let request = FetchMessageRequest {
+            topic: Some(topic.clone()),
+            partition: Some(a.partition),
+            start_offset: start.saturating_add(SMQ_OFFSET_BASE),
+            max_bytes: max_bytes.min(i32::MAX as usize) as i32,
+            max_messages: max_messages.min(i32::MAX as usize) as i32,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            consumer_group: String::new(),
+            consumer_id: "kelp".into(),
         };
+        let response = self
+            .unary(
+                "FetchMessage",
+                self.client(&a.leader)?.fetch_message(request),
+            )
+            .await
+            .inspect_err(|_| self.forget(topic))?;
         if !response.error.is_empty() {
             return Err(SmqError::Call {
                 call: "FetchMessage",
@@ -395,24 +382,17 @@ impl Smq {
         index: i32,
     ) -> Result<i64, SmqError> {
         let a = self.partition(topic, index).await?;
+        let request = GetPartitionRangeInfoRequest {
+            topic: Some(topic.clone()),
+            partition: Some(a.partition),
+        };
         let response = self
-            .rt
-            .timeout(
-                RPC_TIMEOUT,
-                self.client(&a.leader)?
-                    .get_partition_range_info(GetPartitionRangeInfoRequest {
-                        topic: Some(topic.clone()),
-                        partition: Some(a.partition),
-                    }),
+            .unary(
+                "GetPartitionRangeInfo",
+                self.client(&a.leader)?.get_partition_range_info(request),
             )
             .await
-            .map_err(|_| SmqError::Call {
-                call: "GetPartitionRangeInfo",
-                message: "timed out".into(),
-            })
-            .and_then(|r| r.map_err(|s| SmqError::call("GetPartitionRangeInfo", s)))
-            .inspect_err(|_| self.forget(topic))?
-            .into_inner();
+            .inspect_err(|_| self.forget(topic))?;
         if !response.error.is_empty() {
             return Err(SmqError::Call {
                 call: "GetPartitionRangeInfo",
