@@ -7,9 +7,8 @@
 use bytes::{Bytes, BytesMut};
 use kelp_core::api::produce::request::{PartitionProduceData, TopicProduceData};
 use kelp_core::api::{ApiKey, RequestBody, produce::ProduceRequest};
-use kelp_core::codec::compression::Compression;
 use kelp_core::codec::header::{Request, RequestHeader};
-use kelp_core::codec::record_batch::{BatchHeader, NewRecord, RecordBatch, encode_batch};
+use kelp_core::codec::record_batch::RecordBatch;
 use std::hint::black_box;
 
 mod common;
@@ -20,23 +19,10 @@ const RECORDS_PER_BATCH: usize = 64;
 const PARTITIONS: usize = 3;
 
 fn batch(seed: u8) -> Bytes {
-    let records: Vec<NewRecord> = (0..RECORDS_PER_BATCH)
-        .map(|i| NewRecord {
-            timestamp_delta: i as i64,
-            key: Some(Bytes::from(format!("key-{i:06}"))),
-            value: Some(Bytes::from(vec![seed.wrapping_add(i as u8); RECORD_SIZE])),
-            headers: vec![],
-        })
+    let values: Vec<Bytes> = (0..RECORDS_PER_BATCH)
+        .map(|i| Bytes::from(vec![seed.wrapping_add(i as u8); RECORD_SIZE]))
         .collect();
-    let header = BatchHeader {
-        base_timestamp: 1_700_000_000_000,
-        max_timestamp: 1_700_000_000_063,
-        producer_id: 1,
-        producer_epoch: 0,
-        base_sequence: 0,
-        ..Default::default()
-    };
-    encode_batch(&header, Compression::None, &records).expect("encode batch")
+    common::producer_batch(&values)
 }
 
 fn report(name: &str, bytes: usize, ns: f64, memcpy_ns: f64) {

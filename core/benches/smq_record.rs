@@ -12,8 +12,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{measure, report};
-use kelp_core::codec::compression::Compression;
-use kelp_core::codec::record_batch::{BatchHeader, NewRecord, RecordBatch, encode_batch};
+use kelp_core::codec::record_batch::RecordBatch;
 use kelp_core::smq::messaging_pb::DataMessage;
 use kelp_core::smq::record::{
     KafkaRecord, ValueFormat, batch_messages, encode_slots, hide_cut_batches, read_slots,
@@ -33,25 +32,7 @@ fn batch() -> (RecordBatch, Vec<Bytes>) {
     let values: Vec<Bytes> = (0..RECORDS_PER_BATCH)
         .map(|i| Bytes::from(vec![i as u8; RECORD_SIZE]))
         .collect();
-    let records: Vec<NewRecord> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| NewRecord {
-            timestamp_delta: i as i64,
-            key: Some(Bytes::from(format!("key-{i:06}"))),
-            value: Some(v.clone()),
-            headers: vec![],
-        })
-        .collect();
-    let header = BatchHeader {
-        base_timestamp: 1_700_000_000_000,
-        max_timestamp: 1_700_000_000_063,
-        producer_id: 1,
-        producer_epoch: 0,
-        base_sequence: 0,
-        ..Default::default()
-    };
-    let bytes = encode_batch(&header, Compression::None, &records).expect("encode batch");
+    let bytes = common::producer_batch(&values);
     (RecordBatch::parse(bytes).expect("valid batch"), values)
 }
 

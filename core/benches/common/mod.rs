@@ -5,6 +5,9 @@
 // each bench compiles this module on its own and uses part of it
 #![allow(dead_code)]
 
+use bytes::Bytes;
+use kelp_core::codec::compression::Compression;
+use kelp_core::codec::record_batch::{BatchHeader, NewRecord, encode_batch};
 use std::time::{Duration, Instant};
 
 /// Median time of `f` over enough repetitions to fill ~1 s, in nanoseconds per call.
@@ -39,4 +42,28 @@ pub fn report(name: &str, unit: &str, ns: f64, bytes: Option<usize>, baseline_ns
         "{name:<46} {ns:>10.1} ns/{unit:<7} {throughput:>11}   {:>7.2}x baseline time",
         ns / baseline_ns
     );
+}
+
+/// An uncompressed batch of an idempotent producer (id 1, epoch 0), one record per value, keyed
+/// `key-000000`, `key-000001`...: what a Java producer sends.
+pub fn producer_batch(values: &[Bytes]) -> Bytes {
+    let records: Vec<NewRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| NewRecord {
+            timestamp_delta: i as i64,
+            key: Some(Bytes::from(format!("key-{i:06}"))),
+            value: Some(v.clone()),
+            headers: vec![],
+        })
+        .collect();
+    let header = BatchHeader {
+        base_timestamp: 1_700_000_000_000,
+        max_timestamp: 1_700_000_000_000 + values.len() as i64 - 1,
+        producer_id: 1,
+        producer_epoch: 0,
+        base_sequence: 0,
+        ..Default::default()
+    };
+    encode_batch(&header, Compression::None, &records).expect("encode batch")
 }
