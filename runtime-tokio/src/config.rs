@@ -60,7 +60,8 @@ pub struct Settings {
     /// Largest request frame in bytes [default: 104857600].
     #[arg(long, env = "KELP_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
-    /// Most unanswered request bytes per connection [default: 268435456].
+    /// Most unanswered request bytes per connection (a larger request is still read, alone)
+    /// [default: 67108864].
     #[arg(long, env = "KELP_MAX_IN_FLIGHT_BYTES")]
     pub max_in_flight_bytes: Option<usize>,
     /// fsync before answering acks=all [default: true]; false leaves it to --flush-interval-ms.
@@ -246,7 +247,7 @@ impl Settings {
             data_dir: pick!(data_dir, PathBuf::from("data")),
             max_connections: pick!(max_connections, 10_000),
             max_frame_bytes: pick!(max_frame_bytes, 100 * 1024 * 1024),
-            max_in_flight_bytes: pick!(max_in_flight_bytes, 256 * 1024 * 1024),
+            max_in_flight_bytes: pick!(max_in_flight_bytes, 64 * 1024 * 1024),
             fsync_acks_all: pick!(fsync_acks_all, true),
             flush_interval_ms: pick!(flush_interval_ms, 0),
             segment_bytes: pick!(segment_bytes, 1024 * 1024 * 1024),

@@ -22,14 +22,14 @@ use kelp_core::types::{ConnectionId, Millis, TimestampMs};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// Events for the gateway task.
 pub enum Event {
     /// A connection was accepted from this host (`/ip`, as Kafka shows client hosts).
     Connected(ConnectionId, ConnHandle, String),
-    /// Bytes read.
-    Received(ConnectionId, Bytes),
+    /// Bytes read, with the reader's read-ahead permit (released once the gateway has them).
+    Received(ConnectionId, Bytes, OwnedSemaphorePermit),
     /// The peer closed or the socket failed.
     Closed(ConnectionId),
     /// A snapshot for the stats endpoint.
@@ -188,7 +188,7 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
                     conns.insert(conn, handle);
                     Some(Input::Connected(conn, peer.into()))
                 }
-                Event::Received(conn, bytes) => Some(Input::Received(conn, bytes)),
+                Event::Received(conn, bytes, _read_ahead) => Some(Input::Received(conn, bytes)),
                 Event::Closed(conn) => {
                     conns.remove(&conn);
                     Some(Input::Closed(conn))
@@ -335,6 +335,14 @@ async fn accept_loop(
     }
 }
 
+/// Bytes a connection's reader asks of its socket at a time (at most).
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads a connection's reader may hand on before the gateway task has taken them in. The
+/// in-flight budget counts the requests the gateway has seen; this bounds what waits in the queue
+/// to it (about 2 MiB a connection): without it a client that sends faster than the one gateway
+/// task decodes filled the queue, and the memory, unboundedly.
+const READ_AHEAD_CHUNKS: usize = 32;
+
 async fn read_loop(
     conn: ConnectionId,
     mut read: Box<dyn ByteReader>,
@@ -343,26 +351,28 @@ async fn read_loop(
     mut stopped: oneshot::Receiver<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let read_ahead = Arc::new(Semaphore::new(READ_AHEAD_CHUNKS));
     loop {
         let read = async {
             // an error here: the gateway dropped the connection
             may_read.wait_for(|r| *r).await.ok()?;
+            let permit = read_ahead.clone().acquire_owned().await.ok()?;
             if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(64 * 1024);
+                buf.reserve(READ_CHUNK);
             }
-            Some(read.read_buf(&mut buf).await)
+            Some((read.read_buf(&mut buf).await, permit))
         };
         let n = tokio::select! {
             n = read => n,
             _ = &mut stopped => None,
         };
-        let Some(n) = n else { return };
+        let Some((n, permit)) = n else { return };
         match n {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 if events
-                    .send(Event::Received(conn, buf.split().freeze()))
+                    .send(Event::Received(conn, buf.split().freeze(), permit))
                     .is_err()
                 {
                     return;

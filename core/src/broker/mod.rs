@@ -98,7 +98,7 @@ impl Default for Config {
             advertised_port: 9092,
             cluster_id: "kelp-cluster".into(),
             max_frame_bytes: crate::codec::frame::DEFAULT_MAX_FRAME_SIZE,
-            max_in_flight_bytes_per_connection: 256 * 1024 * 1024,
+            max_in_flight_bytes_per_connection: 64 * 1024 * 1024,
             auto_create_topics: true,
             default_partitions: 1,
             sync_on_acks_all: true,
