@@ -46,6 +46,10 @@ JAVA_TOOL = ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={LOG4J}"
 PARTITIONS = 3
 # seconds at the fixed rate before latencies count (connections, metadata, the client's JIT)
 WARMUP_S = 2
+# The fixed-rate runs measure the server, not the client's batching: Kafka 4 clients wait up to
+# linger.ms=5 for a batch to fill, which alone sets every system's p99 near 5 ms at 10k records/s.
+# (bench/loadgen.py's latency producer sets the same.)
+LATENCY_PROPS = ("linger.ms=0",)
 
 
 def say(*args):
@@ -204,11 +208,12 @@ PERF_LINE = re.compile(
     r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", re.M)
 
 
-def perf_produce(bootstrap, topic, records, size, acks, work, throughput=-1, warmup=0, timeout=900):
+def perf_produce(bootstrap, topic, records, size, acks, work, throughput=-1, warmup=0, timeout=900, props=()):
     """The tool's summary; with `warmup`, of the records after the first `warmup` (steady state)."""
     text = run(JAVA_TOOL + ["org.apache.kafka.tools.ProducerPerformance", "--bootstrap-server", bootstrap,
                             "--topic", topic, "--num-records", str(records + warmup), "--record-size",
-                            str(size), "--throughput", str(throughput), "--command-property", f"acks={acks}"]
+                            str(size), "--throughput", str(throughput), "--command-property", f"acks={acks}",
+                            *props]
                + (["--warmup-records", str(warmup)] if warmup else []),
                work / f"perf-produce-{topic}-{acks}.txt", timeout)
     m = [m for m in PERF_LINE.finditer(text) if int(m.group(1)) == records]
@@ -270,7 +275,7 @@ def bench_system(name, start, binary, args, python, base):
             ("perf_latency", lambda: (create_topic(bootstrap, "lat", work),
                                       perf_produce(bootstrap, "lat", int(args.rate * args.seconds), args.size,
                                                    "all", work, throughput=args.rate,
-                                                   warmup=args.rate * WARMUP_S))[1]),
+                                                   warmup=args.rate * WARMUP_S, props=LATENCY_PROPS))[1]),
             ("rd_latency", lambda: (create_topic(bootstrap, "rdlat", work),
                                     loadgen(python, ["latency", bootstrap, "rdlat", args.rate, args.seconds,
                                                      args.size], work / "rd-latency.txt", 600))[1]),
@@ -283,6 +288,8 @@ def bench_system(name, start, binary, args, python, base):
             try:
                 row[phase] = fn()
                 say(f"{name}: {phase}: {json.dumps(row[phase])}")
+                # VmHWM only grows: what it reached after each phase tells which phase set the peak
+                row.setdefault("peak_rss_after_mb", {})[phase] = proc_status(proc.pid).get("VmHWM")
             except Exception as e:  # noqa: BLE001
                 row["errors"][phase] = str(e)
                 say(f"{name}: {phase}: FAILED: {e}")
@@ -348,7 +355,7 @@ def report(rows, args, started, machine):
            f"Records of {args.size} B, topics of {PARTITIONS} partitions, everything on 127.0.0.1 on this "
            f"machine, one system at a time. Throughput runs: {args.records:,} records per run "
            f"(SMQ rows: {args.smq_records:,}). Fixed rate: {args.rate:,} records/s for {args.seconds} s, "
-           "acks=all. MB = 2^20 B. In parentheses: the ratio to `kelp` (higher is better for "
+           "acks=all, linger.ms=0 (the server's latency, not the client's batching delay). MB = 2^20 B. In parentheses: the ratio to `kelp` (higher is better for "
            "throughput, lower for latency and resources); the Go gateway's is to Kelp on SMQ.",
            "", "Durability: kelp and kelp-smol fsync before answering acks=all; Apache Kafka leaves "
            "writes in the page cache (its default); Tansu keeps records in memory; on SMQ the broker "
