@@ -6,7 +6,7 @@
 #
 #   bench/tansu/install.sh            # TANSU_VERSION (0.6.0), KELP_CACHE
 #
-# The build is slow (about 22 minutes on 2 cores with one job): it runs with `nice -n 10`
+# The build is slow (10 minutes on 2 cores, 22 with one job): it runs with `nice -n 10`
 # (CARGO_BUILD_JOBS, default: every core; set 1 to leave the machine usable meanwhile).
 set -euo pipefail
 
@@ -27,7 +27,7 @@ mkdir -p "$ROOT"
 
 # --locked: build with the Cargo.lock published in the crate, so the dependency set is reproducible.
 # It works for 0.6.0 (cargo only warns that a few locked crates, e.g. lz4_flex 0.12.0, were since yanked).
-# On this 2-core machine the build took about 22 minutes; the build tree is kept on failure, so a
+# On a fresh 2-core machine the build took 10 minutes (22 with one job); the build tree is kept on failure, so a
 # retry picks up where it stopped.
 echo "tansu/install.sh: building tansu $VERSION into $ROOT (slow; log: $ROOT/build.log)" >&2
 if ! CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-$(nproc)}" CARGO_TARGET_DIR="$ROOT/target" \

@@ -105,11 +105,21 @@ pub fn smq_backend() -> bool {
     std::env::var("KELP_E2E_SMQ").is_ok_and(|b| !b.is_empty())
 }
 
+/// A port free now and never handed out before in this process (parallel tests restart their
+/// gateways on the same port: the kernel must not give it to another test meanwhile).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port on 127.0.0.1");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Gateway {

@@ -493,13 +493,15 @@ fn write_batches(file: &dyn DiskFile, at: u64, batches: &[AppendBatch]) -> io::R
             staged.clear();
         }
         let offset = b.base_offset.0.to_be_bytes();
+        // (the core appends whole parsed batches: 61 bytes at least)
+        let rest = b.bytes.get(8..).unwrap_or_default();
         if b.bytes.len() > STAGE_BYTES {
             file.write_all_at(&offset, end)?;
-            file.write_all_at(&b.bytes[8..], end + 8)?;
-            end += b.bytes.len() as u64;
+            file.write_all_at(rest, end + 8)?;
+            end += 8 + rest.len() as u64;
         } else {
             staged.extend_from_slice(&offset);
-            staged.extend_from_slice(&b.bytes[8..]);
+            staged.extend_from_slice(rest);
         }
     }
     if !staged.is_empty() {

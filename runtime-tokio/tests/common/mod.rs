@@ -54,9 +54,14 @@ impl Kelp {
             .spawn()
             .expect("start kelp");
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut child = child;
         while TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "kelp did not start listening");
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("kelp.log")).unwrap_or_default();
+            panic!("kelp exited ({status}) while something else listens on {addr}:\n{log}");
         }
         Kelp {
             child,
@@ -113,12 +118,24 @@ pub fn smq_backend(dir: &std::path::Path) -> Vec<String> {
     }
 }
 
+/// A port free now and never handed out before in this process. The tests of a binary run in
+/// parallel and a test's gateway leaves its port free between a kill and the restart: without the
+/// memory, the kernel may give the same port to another test, whose client then talks to (and is
+/// reset by) the wrong gateway.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Client {
