@@ -355,7 +355,8 @@ def report(rows, args, started, machine):
            f"Records of {args.size} B, topics of {PARTITIONS} partitions, everything on 127.0.0.1 on this "
            f"machine, one system at a time. Throughput runs: {args.records:,} records per run "
            f"(SMQ rows: {args.smq_records:,}). Fixed rate: {args.rate:,} records/s for {args.seconds} s, "
-           "acks=all, linger.ms=0 (the server's latency, not the client's batching delay). MB = 2^20 B. In parentheses: the ratio to `kelp` (higher is better for "
+           "acks=all, linger.ms=0 (the server's latency, not the client's batching delay). MB = 2^20 B. "
+           "In parentheses: the ratio to `kelp` (higher is better for "
            "throughput, lower for latency and resources); the Go gateway's is to Kelp on SMQ.",
            "", "Durability: kelp and kelp-smol fsync before answering acks=all; Apache Kafka leaves "
            "writes in the page cache (its default); Tansu keeps records in memory; on SMQ the broker "

@@ -42,7 +42,7 @@ impl Kelp {
             .append(true)
             .open(dir.join("kelp.log"))
             .expect("open the gateway log");
-        let child = Command::new(gateway_binary())
+        let mut child = Command::new(gateway_binary())
             .args(["--listen", &addr.to_string(), "--data-dir"])
             .arg(dir)
             .args(smq_backend(dir))
@@ -54,7 +54,6 @@ impl Kelp {
             .spawn()
             .expect("start kelp");
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut child = child;
         while TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "kelp did not start listening");
             std::thread::sleep(Duration::from_millis(20));
