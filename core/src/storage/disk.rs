@@ -20,6 +20,15 @@ pub trait DiskFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes what was written durable (data and the length: `fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// Starts writing bytes `at..at + len` out to the device without waiting for it (Linux's
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`); a hint, not a durability point. Without it the
+    /// kernel lets unsynced appends pile up (gigabytes on a large machine) and writes them out in
+    /// one burst, and every fsync that lands in that burst waits behind it. The default does
+    /// nothing.
+    fn start_writeback(&self, at: u64, len: u64) -> io::Result<()> {
+        let _ = (at, len);
+        Ok(())
+    }
 }
 
 /// A directory tree of files. `NotFound` errors pass through as such: callers rely on them.

@@ -31,6 +31,11 @@ const SCAN_CHUNK: usize = 256 * 1024;
 /// The most an append copies at a time to put its batches' offsets in (see [`write_batches`]).
 const STAGE_BYTES: usize = 1024 * 1024;
 
+/// Unsynced bytes an active segment gathers before their writeback is started (see
+/// [`DiskFile::start_writeback`]): the kernel then writes acks=0/1 data out as it comes, not in
+/// bursts of gigabytes that stall the fsyncs of acks=all appends on the same device.
+const WRITEBACK_BYTES: u64 = 1024 * 1024;
+
 fn io_err(e: io::Error) -> StorageError {
     StorageError::Io(e.to_string())
 }
@@ -48,6 +53,8 @@ pub struct PartitionLog {
     segments: Vec<Offset>,
     active: Box<dyn DiskFile>,
     active_len: u64,
+    /// Where in the active segment writeback was last started or synced up to.
+    written_back: u64,
     next_offset: Offset,
     segment_bytes: u64,
     /// The active segment's sparse index, built by the same rule as the core's ledger; written to
@@ -89,6 +96,7 @@ impl PartitionLog {
                     segments: vec![Offset(0)],
                     active,
                     active_len: 0,
+                    written_back: 0,
                     next_offset: Offset(0),
                     segment_bytes,
                     active_index: OffsetLedger::default(),
@@ -225,6 +233,7 @@ impl PartitionLog {
             segments: bases,
             active,
             active_len,
+            written_back: active_len,
             next_offset: next,
             segment_bytes,
             active_index,
@@ -305,6 +314,15 @@ impl PartitionLog {
                 .record(pid, epoch, first, be_i32(&b.bytes, 57), b.base_offset);
         }
         self.active_len += written;
+        if sync {
+            self.written_back = self.active_len;
+        } else if self.active_len - self.written_back >= WRITEBACK_BYTES {
+            // a hint: if it fails, the kernel's own writeback still comes
+            let _ = self
+                .active
+                .start_writeback(self.written_back, self.active_len - self.written_back);
+            self.written_back = self.active_len;
+        }
         if let Some(last) = batches.last() {
             let count = i32::from_be_bytes(last.bytes[57..61].try_into().unwrap_or([0; 4]));
             self.next_offset = last.base_offset.plus(i64::from(count));
@@ -336,6 +354,7 @@ impl PartitionLog {
         self.active_index = OffsetLedger::restore(base, base, Vec::new());
         self.active = open_segment(disk, &self.dir, base)?;
         self.active_len = 0;
+        self.written_back = 0;
         self.segments.push(base);
         disk.sync_dir(&self.dir).map_err(io_err)
     }
@@ -686,6 +705,8 @@ mod tests {
     struct FileState {
         written: Vec<u8>,
         synced: Vec<u8>,
+        /// The ranges whose writeback was started, in order.
+        written_back: Vec<(u64, u64)>,
     }
 
     #[derive(Clone)]
@@ -730,6 +751,11 @@ mod tests {
             s.synced = s.written.clone();
             Ok(())
         }
+
+        fn start_writeback(&self, at: u64, len: u64) -> io::Result<()> {
+            self.state().written_back.push((at, len));
+            Ok(())
+        }
     }
 
     /// Files by path; directories are implied by their files (directory entries count as durable
@@ -747,7 +773,9 @@ mod tests {
         fn crash(&self, mut torn: impl FnMut(usize) -> usize) {
             for f in self.files().values() {
                 let mut s = f.state();
-                let FileState { written, synced } = &mut *s;
+                let FileState {
+                    written, synced, ..
+                } = &mut *s;
                 let mut kept = synced.clone();
                 if written.len() > kept.len() && written.starts_with(&kept[..]) {
                     let extra = torn(written.len() - kept.len());
@@ -918,6 +946,53 @@ mod tests {
             .expect("segment");
         assert_eq!(segment.len(), size);
         assert_eq!(read_bases(&*disk, &dir, Offset(8)), vec![0, 3, 4, 6, 7]);
+    }
+
+    /// Unsynced appends start the writeback of what they wrote once a segment holds a
+    /// [`WRITEBACK_BYTES`] of it, in back-to-back ranges; a synced append leaves nothing to start.
+    #[test]
+    fn unsynced_appends_start_their_writeback_every_megabyte() {
+        let tp = TopicPartition {
+            topic: KStr::from("t"),
+            partition: 0,
+        };
+        let data = Path::new("/data");
+        let disk = Arc::new(MemDisk::default());
+        let mut log = PartitionLog::create(disk.clone(), data, &tp, 1 << 30).expect("creates");
+        let one = batch(400, 1);
+        let mut next = 0i64;
+        let mut append = |log: &mut PartitionLog, sync: bool| {
+            let b = AppendBatch {
+                base_offset: Offset(next),
+                bytes: one.clone(),
+            };
+            next += 400;
+            log.append(&[b], sync).expect("appends");
+        };
+        let per_range = (WRITEBACK_BYTES as usize).div_ceil(one.len());
+        for _ in 0..per_range * 3 {
+            append(&mut log, false);
+        }
+        let file =
+            disk.files()[&partition_dir(data, &tp).join(segment_file_name(Offset(0)))].clone();
+        let ranges = file.state().written_back.clone();
+        assert_eq!(ranges.len(), 3, "{ranges:?}");
+        let mut end = 0;
+        for &(at, len) in &ranges {
+            assert_eq!(at, end, "ranges are back to back: {ranges:?}");
+            assert!(len >= WRITEBACK_BYTES, "{ranges:?}");
+            end = at + len;
+        }
+        // a synced append covers what was pending: the next range starts after it
+        append(&mut log, false);
+        append(&mut log, true);
+        let synced_to = file.state().synced.len() as u64;
+        for _ in 0..per_range {
+            append(&mut log, false);
+        }
+        let ranges = file.state().written_back.clone();
+        assert_eq!(ranges.len(), 4, "{ranges:?}");
+        assert_eq!(ranges[3].0, synced_to);
     }
 
     /// Many runs, each with its own seed: appends (some synced, some not, segments rolling),
