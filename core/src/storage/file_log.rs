@@ -32,7 +32,8 @@ const SCAN_CHUNK: usize = 256 * 1024;
 const STAGE_BYTES: usize = 1024 * 1024;
 
 /// Unsynced bytes an active segment gathers before their writeback is started (see
-/// [`DiskFile::start_writeback`]): the kernel then writes acks=0/1 data out as it comes, not in
+/// [`DiskFile::start_writeback`]): the kernel then writes unsynced data (acks=0/1, and
+/// acks=all without its fsync) out as it comes, not in
 /// bursts of gigabytes that stall the fsyncs of acks=all appends on the same device.
 const WRITEBACK_BYTES: u64 = 1024 * 1024;
 
