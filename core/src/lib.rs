@@ -6,6 +6,8 @@
 //!   configs, consumer groups);
 //! - [`ledger`], [`producer`], [`group`]: the state it keeps per partition and per group;
 //! - [`storage`]: the commands it gives to whoever owns the disk, and the embedded log's format.
+//! - [`smq`]: the storage backend on SeaweedMQ, a second state machine that carries those commands
+//!   out as gRPC calls for the driver to make ([`smq::backend::SmqBackend`]).
 //!
 //! Nothing here touches a socket, a file, a clock or a thread. A driver feeds bytes, connection
 //! events, storage completions and the time in, and carries bytes and storage commands out, in the

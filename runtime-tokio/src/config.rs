@@ -2,11 +2,13 @@
 //! an optional TOML file, in that order of precedence, with documented defaults.
 
 use clap::Parser;
+use kelp_core::smq::backend::SmqConfig;
 use kelp_core::smq::mapping::Namespaces;
 use kelp_core::smq::record::ValueFormat;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Command line and environment (every flag also reads `KELP_<NAME>`).
 #[derive(Parser, Debug, Default, Deserialize)]
@@ -117,16 +119,8 @@ pub enum Backend {
 pub struct SmqSettings {
     /// The broker's gRPC address (`host:port`).
     pub broker: String,
-    /// Where Kafka topics and Kelp's own go.
-    pub namespaces: Namespaces,
-    /// How record values are written.
-    pub format: ValueFormat,
-    /// Records in flight per publish stream.
-    pub window: usize,
-    /// How long to wait for the broker at start-up.
-    pub ready_timeout: std::time::Duration,
-    /// How long to wait before the first publish (a crashed predecessor's partitions unload).
-    pub startup_grace: std::time::Duration,
+    /// What the core's backend needs.
+    pub config: SmqConfig,
 }
 
 /// Why the settings cannot be used.
@@ -200,17 +194,18 @@ impl Settings {
                 let user = pick!(smq_namespace, "kafka".to_string());
                 Backend::Smq(SmqSettings {
                     broker: addr,
-                    namespaces: Namespaces {
-                        system: format!("{user}-system"),
-                        user,
+                    config: SmqConfig {
+                        namespaces: Namespaces {
+                            system: format!("{user}-system"),
+                            user,
+                        },
+                        format,
+                        window: pick!(smq_publish_window, 4096).max(1),
+                        ready_timeout: Duration::from_secs(pick!(smq_ready_timeout_s, 120)),
+                        startup_grace: Duration::from_millis(pick!(smq_startup_grace_ms, 1000)),
+                        name: format!("kelp-{}", std::process::id()),
+                        ..SmqConfig::default()
                     },
-                    format,
-                    window: pick!(smq_publish_window, 4096).max(1),
-                    ready_timeout: std::time::Duration::from_secs(pick!(smq_ready_timeout_s, 120)),
-                    startup_grace: std::time::Duration::from_millis(pick!(
-                        smq_startup_grace_ms,
-                        1000
-                    )),
                 })
             }
             None => Backend::Local,
@@ -303,10 +298,8 @@ mod tests {
                 panic!("not smq")
             };
             assert_eq!(smq.broker, "127.0.0.1:17777");
-            assert_eq!(
-                smq.namespaces.system,
-                format!("{}-system", smq.namespaces.user)
-            );
+            let namespaces = &smq.config.namespaces;
+            assert_eq!(namespaces.system, format!("{}-system", namespaces.user));
         }
     }
 

@@ -16,6 +16,7 @@ use crate::runtime::{ByteReader, ByteWriter, Listener, Rt};
 use crate::smq::SmqStorage;
 use crate::storage::{Completion, Storage};
 use bytes::{Bytes, BytesMut};
+use kelp_core::broker::metrics::StatsFormat;
 use kelp_core::broker::{Config, Gateway, Input, Now, Output};
 use kelp_core::storage::file_log;
 use kelp_core::types::{ConnectionId, Millis, TimestampMs};
@@ -32,8 +33,8 @@ pub enum Event {
     Received(ConnectionId, Bytes, OwnedSemaphorePermit),
     /// The peer closed or the socket failed.
     Closed(ConnectionId),
-    /// A snapshot for the stats endpoint.
-    Stats(oneshot::Sender<metrics::Snapshot>),
+    /// A page of the metrics endpoint.
+    Stats(StatsFormat, oneshot::Sender<String>),
 }
 
 /// The gateway task's handle on one connection's tasks.
@@ -46,10 +47,15 @@ pub struct ConnHandle {
     readable: watch::Sender<bool>,
 }
 
-struct Clock(Instant);
+/// The time as the core takes it: monotonic from the driver's start, and the wall clock.
+pub(crate) struct Clock(Instant);
 
 impl Clock {
-    fn now(&self) -> Now {
+    pub(crate) fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    pub(crate) fn now(&self) -> Now {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -59,7 +65,7 @@ impl Clock {
         }
     }
 
-    fn instant(&self, at: Millis) -> Instant {
+    pub(crate) fn instant(&self, at: Millis) -> Instant {
         self.0 + Duration::from_millis(at.0)
     }
 }
@@ -144,10 +150,11 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
         }
         Backend::Smq(smq) => {
             config.partitions_fixed = true;
-            let (storage, partitions) =
-                SmqStorage::start(rt.clone(), smq, max_decompressed, done_tx)
-                    .await
-                    .map_err(std::io::Error::other)?;
+            let mut smq = smq.clone();
+            smq.config.max_decompressed = max_decompressed;
+            let (storage, partitions) = SmqStorage::start(rt.clone(), &smq, done_tx)
+                .await
+                .map_err(std::io::Error::other)?;
             (Store::Smq(storage), partitions)
         }
     };
@@ -156,7 +163,7 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "recovery done"
     );
-    let clock = Clock(Instant::now());
+    let clock = Clock::start();
     let mut gateway = Gateway::new(config, partitions, clock.now());
 
     let listener = rt.bind(settings.listen).await?;
@@ -193,8 +200,8 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
                     conns.remove(&conn);
                     Some(Input::Closed(conn))
                 }
-                Event::Stats(reply) => {
-                    let _ = reply.send(metrics::Snapshot::of(&gateway));
+                Event::Stats(format, reply) => {
+                    let _ = reply.send(gateway.render_stats(format));
                     None
                 }
             },

@@ -30,6 +30,7 @@ mod consumer_groups;
 mod fetch;
 mod group_offsets;
 mod groups;
+pub mod metrics;
 mod offsets;
 mod partition;
 mod produce;

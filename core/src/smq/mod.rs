@@ -12,10 +12,20 @@
 //! - [`record`]: Kafka records ⇄ SMQ `DataMessage`s (Kelp's enriched `RecordValue` or raw values).
 //! - [`publish`]: one publish stream's state machine (init, hello, pipelined data, in-order acks).
 //! - [`mappings`]: the ledger's entries in `kafka-system/offset-mappings` and the restore from them.
+//! - [`backend`]: the storage backend on SMQ, a state machine the runtime drives with the replies to
+//!   its gRPC [`io::Call`]s (publisher tasks, subscription cursors, the restore at start-up).
 
+pub mod backend;
+mod client;
+mod cursor;
+pub mod io;
 pub mod mapping;
 pub mod mappings;
 pub mod publish;
+mod publisher;
 pub mod record;
+mod restore;
+
+pub use client::SmqError;
 
 pub use kelp_proto::{messaging_pb, schema_pb};

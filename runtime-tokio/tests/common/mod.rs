@@ -47,7 +47,7 @@ impl Kelp {
             .arg(dir)
             .args(smq_backend(dir))
             .args(extra)
-            .env("KELP_LOG", "warn,kelp_tokio::smq::restore=info")
+            .env("KELP_LOG", "warn,kelp_core::smq::restore=info")
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().expect("dup the log"))
             .stderr(log)

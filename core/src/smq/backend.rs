@@ -1,74 +1,127 @@
-//! Performs the core's storage commands on SeaweedMQ.
+//! The SMQ storage backend: the core's [`StorageCommand`]s carried out on SeaweedMQ, as a state
+//! machine that a runtime drives with gRPC replies and the time.
 //!
-//! The decisions live in `kelp_core::smq` (record conversion, the publish session, the ledger
-//! entries and their restore); this module moves their messages over gRPC:
+//! What it decides, sans-IO like the rest of the core:
 //! - one writer task per Kafka partition performs its mutating commands in the core's order. An
 //!   append is published on the partition's publish stream ([`publisher`]), every ack checked
 //!   against the offsets the ledger assigned; then its ledger entries go to
-//!   `kafka-system/offset-mappings` (its own publisher), and only then does the append complete;
-//! - reads and time lookups run at once as their own tasks (`FetchMessage` is stateless);
-//! - [`restore`] rebuilds the partitions at start-up from the ledger topic.
+//!   `kafka-system/offset-mappings` (its own publisher), and only then does the append complete.
+//!   Offsets SMQ lost are filled, records it stored without acking them are adopted;
+//! - reads and time lookups run at once as their own tasks, through a partition's subscription
+//!   ([`cursor`]) or `FetchMessage`;
+//! - at start-up, [`restore`] rebuilds the partitions from the ledger topic.
+//!
+//! These procedures are long sequences of calls with retries and backoffs, so they are written as
+//! `async` code: the compiler turns each into a state machine, and a small executor polls them
+//! only from [`SmqBackend`]'s methods. A call is an output ([`SmqOutput::Call`]) whose reply the
+//! runtime feeds back; a sleep ends when the time fed in reaches it. Nothing here blocks, reads a
+//! clock or touches a socket, so the same inputs always give the same outputs.
+//!
+//! Driving it: after [`SmqBackend::new`] and after every `submit`/`handle_*` call, drain
+//! [`SmqBackend::poll_output`] (make the calls, hand the completions to the gateway), then sleep no
+//! later than [`SmqBackend::poll_timeout`] and call [`SmqBackend::handle_timeout`].
+//!
+//! [`publisher`]: super::publisher
+//! [`cursor`]: super::cursor
+//! [`restore`]: super::restore
 
-pub mod client;
-pub mod cursor;
-pub mod publisher;
-pub mod restore;
-
-use crate::config::SmqSettings;
-use crate::runtime::Rt;
-use crate::storage::Completion;
-use client::Smq;
-use kelp_core::codec::record_batch::{BatchHeader, RecordBatch};
-use kelp_core::smq::mapping::Namespaces;
-use kelp_core::smq::mappings::{LedgerEntry, batch_entry, position, tail_entries};
-use kelp_core::smq::messaging_pb::DataMessage;
-use kelp_core::smq::publish::{PublishError, PublishEvent};
-use kelp_core::smq::record::{
+use super::client::Smq;
+use super::cursor::Cursors;
+use super::io::{CallId, Executor, Io, Reply, SmqOutput, StreamId, StreamItem};
+use super::mapping::Namespaces;
+use super::mappings::{LedgerEntry, batch_entry, position, tail_entries};
+use super::messaging_pb::{DataMessage, FetchMessageResponse};
+use super::publish::{PublishError, PublishEvent};
+use super::publisher::{self, Jobs};
+use super::record::{
     KafkaRecord, ValueFormat, batch_messages, encode_gap, encode_slots, filler_message,
     hide_cut_batches, read_slots,
 };
-use kelp_core::storage::{
-    AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken,
-};
-use kelp_core::types::{Offset, TimestampMs, TopicPartition};
+use super::schema_pb;
+use crate::broker::Now;
+use crate::codec::record_batch::{BatchHeader, RecordBatch};
+use crate::storage::{AppendBatch, StorageCommand, StorageCompletion, StorageError};
+use crate::types::{Millis, Offset, TimestampMs, TopicPartition};
+use bytes::Bytes;
+use futures_channel::mpsc;
+use futures_util::StreamExt;
+use futures_util::lock::Mutex as AsyncMutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Most messages asked of one `FetchMessage`.
-const FETCH_MESSAGES: usize = 10_000;
+pub(crate) const FETCH_MESSAGES: usize = 10_000;
 /// Most bytes asked of one `FetchMessage`.
 const FETCH_BYTES: usize = 32 << 20;
 /// Attempts at writing an append's ledger entries before giving up on them.
 const LEDGER_ATTEMPTS: u32 = 8;
 
-/// What the writers share.
+/// The SMQ backend's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmqConfig {
+    /// Where Kafka topics and Kelp's own go.
+    pub namespaces: Namespaces,
+    /// How record values are written.
+    pub format: ValueFormat,
+    /// Records in flight per publish stream.
+    pub window: usize,
+    /// How long to wait for the broker at start-up.
+    pub ready_timeout: Duration,
+    /// How long to wait before the first publish, so that the broker has unloaded the partitions
+    /// of a crashed predecessor (see [`SmqBackend::new`]).
+    pub startup_grace: Duration,
+    /// Largest batch decompressed when records are converted (the gateway's limit).
+    pub max_decompressed: usize,
+    /// This gateway's name towards SMQ: its publishers' name, its subscriptions' group prefix
+    /// (unique per process, e.g. `kelp-<pid>`, so no other subscriber moves their positions).
+    pub name: String,
+}
+
+impl Default for SmqConfig {
+    fn default() -> SmqConfig {
+        SmqConfig {
+            namespaces: Namespaces::default(),
+            format: ValueFormat::Enriched,
+            window: 4096,
+            ready_timeout: Duration::from_secs(120),
+            startup_grace: Duration::from_secs(1),
+            max_decompressed: 64 << 20,
+            name: "kelp".into(),
+        }
+    }
+}
+
+/// What the backend's tasks share.
 pub(crate) struct Shared {
     pub(crate) smq: Arc<Smq>,
     pub(crate) namespaces: Namespaces,
-    pub(crate) format: ValueFormat,
-    pub(crate) window: usize,
-    pub(crate) max_decompressed: usize,
+    config: SmqConfig,
     /// The ledger topic's publisher.
-    pub(crate) ledger: mpsc::UnboundedSender<publisher::Job>,
+    ledger: Jobs,
     /// Per partition, the subscription sequential reads go through.
-    cursors: cursor::Cursors,
+    cursors: Cursors,
     /// Serialises `ConfigureTopic` calls (a topic's partitions are created together).
-    configure: tokio::sync::Mutex<()>,
+    configure: AsyncMutex<()>,
     /// The largest append time handed out.
-    last_append_ns: std::sync::atomic::AtomicI64,
+    last_append_ns: AtomicI64,
 }
 
 impl Shared {
+    pub(crate) fn io(&self) -> &Io {
+        &self.smq.io
+    }
+
+    /// This gateway's name towards SMQ ([`SmqConfig::name`]).
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
     /// The wall clock in ns, never below a value it returned before: SMQ orders files by it.
-    pub(crate) fn append_time(&self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        let last = self
-            .last_append_ns
-            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    fn append_time(&self) -> i64 {
+        let now = self.io().now().wall.0.saturating_mul(1_000_000);
+        let last = self.last_append_ns.fetch_max(now, Ordering::Relaxed);
         now.max(last)
     }
 
@@ -83,75 +136,127 @@ impl Shared {
                 PublishEvent::Stored { .. } => return Ok(()),
                 PublishEvent::Failed { error, .. } => last = error.to_string(),
             }
-            self.smq.rt.sleep(wait).await;
+            self.io().sleep(wait).await;
             wait = (wait * 2).min(publisher::MAX_BACKOFF);
         }
         Err(last)
     }
-}
 
-/// The SMQ storage driver.
-pub struct SmqStorage {
-    shared: Arc<Shared>,
-    writers: HashMap<TopicPartition, mpsc::UnboundedSender<StorageCommand>>,
-    done: mpsc::UnboundedSender<Completion>,
-}
-
-impl SmqStorage {
-    /// Connects to the broker, waits for it, restores the partitions from the ledger topic and
-    /// returns the driver with what it restored.
-    pub async fn start(
-        rt: Rt,
-        settings: &SmqSettings,
-        max_decompressed: usize,
-        done: mpsc::UnboundedSender<Completion>,
-    ) -> Result<(SmqStorage, Vec<kelp_core::storage::RecoveredPartition>), String> {
-        let smq = Arc::new(Smq::new(rt.clone(), settings.broker.clone()));
-        smq.wait_ready(settings.ready_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        // After a crash, weed takes about 0.1 s to notice that the old process's publish streams
-        // are gone and to unload their partitions. A stream opened meanwhile lands on the
-        // partition being unloaded, and its first record's offset is burned (assigned, never
-        // stored): a hole. So Kelp lets the broker finish before it publishes anything.
-        rt.sleep(settings.startup_grace).await;
-        let mappings = settings.namespaces.mappings_topic();
-        smq.configure(&mappings, 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        if smq
-            .end_offset(&mappings, 0)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            publisher::start_partition(&smq, &mappings, 0).await?;
-        }
-        let ledger = publisher::spawn(smq.clone(), mappings, 0, settings.window);
-        let shared = Arc::new(Shared {
-            smq,
-            namespaces: settings.namespaces.clone(),
-            format: settings.format,
-            window: settings.window,
-            max_decompressed,
-            ledger,
-            cursors: cursor::Cursors::default(),
-            configure: tokio::sync::Mutex::new(()),
-            last_append_ns: std::sync::atomic::AtomicI64::new(0),
-        });
-        let partitions = restore::restore(&shared).await?;
-        Ok((
-            SmqStorage {
-                shared,
-                writers: HashMap::new(),
-                done,
-            },
-            partitions,
-        ))
+    fn publisher(&self, tp: &TopicPartition) -> Jobs {
+        publisher::spawn(
+            self.smq.clone(),
+            self.namespaces.smq_topic(tp.topic.as_str()),
+            tp.partition,
+            self.config.window,
+            self.config.name.clone(),
+        )
     }
 
-    /// Starts `command`; its completion arrives on the channel given to [`SmqStorage::start`].
-    pub fn submit(&mut self, command: StorageCommand) {
+    /// A fetch that waits out a partition the broker is reloading: right after a publisher leaves
+    /// (a restart), weed unloads and flushes the partition, and reads in between find nothing.
+    pub(crate) async fn fetch_patiently(
+        &self,
+        topic: &schema_pb::Topic,
+        partition: i32,
+        at: Offset,
+        wanted: usize,
+    ) -> Result<FetchMessageResponse, StorageError> {
+        let mut wait = Duration::from_millis(50);
+        let deadline = self.io().now().mono.plus(5_000);
+        loop {
+            let response = self
+                .smq
+                .fetch(topic, partition, at.0, FETCH_BYTES, wanted)
+                .await
+                .map_err(io)?;
+            if !response.messages.is_empty() || self.io().now().mono >= deadline {
+                return Ok(response);
+            }
+            self.io().sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(800));
+        }
+    }
+
+    /// Records `from..to`, read whole (for adoption: few, right behind the ledger's end).
+    pub(crate) async fn read_records(
+        &self,
+        tp: &TopicPartition,
+        from: Offset,
+        to: Offset,
+    ) -> Result<Vec<KafkaRecord>, StorageError> {
+        let topic = self.namespaces.smq_topic(tp.topic.as_str());
+        let mut records = Vec::new();
+        let mut at = from;
+        while at < to {
+            let wanted = ((to.0 - at.0) as usize).min(FETCH_MESSAGES);
+            let response = self
+                .fetch_patiently(&topic, tp.partition, at, wanted)
+                .await?;
+            if response.messages.is_empty() {
+                return Err(StorageError::Io(format!(
+                    "{tp}: SMQ serves nothing at {} (its end is {})",
+                    at.0, to.0
+                )));
+            }
+            let got = &response.messages[..wanted.min(response.messages.len())];
+            records.extend(slots(tp, at, got).into_iter().flatten());
+            at = at.plus(got.len() as i64);
+        }
+        Ok(records)
+    }
+}
+
+/// The SMQ storage backend (see the module's documentation).
+pub struct SmqBackend {
+    shared: Arc<Shared>,
+    executor: Executor,
+    writers: HashMap<TopicPartition, mpsc::UnboundedSender<StorageCommand>>,
+}
+
+impl SmqBackend {
+    /// A backend that starts up at once: it waits for the broker, lets a crashed predecessor's
+    /// partitions unload (after a crash, weed takes about 0.1 s to notice that the old process's
+    /// publish streams are gone; a stream opened meanwhile lands on the partition being unloaded
+    /// and its first record's offset is burned: a hole), prepares the ledger topic and restores
+    /// the partitions from it, then reports [`SmqOutput::Restored`]. Commands may be submitted
+    /// only after that.
+    pub fn new(config: SmqConfig, now: Now) -> SmqBackend {
+        let io = Io::new(now);
+        let smq = Arc::new(Smq::new(io.clone()));
+        let ledger = publisher::spawn(
+            smq.clone(),
+            config.namespaces.mappings_topic(),
+            0,
+            config.window,
+            config.name.clone(),
+        );
+        let shared = Arc::new(Shared {
+            smq,
+            namespaces: config.namespaces.clone(),
+            config,
+            ledger,
+            cursors: Cursors::default(),
+            configure: AsyncMutex::new(()),
+            last_append_ns: AtomicI64::new(0),
+        });
+        let starting = shared.clone();
+        io.spawn(async move {
+            let restored = start(&starting).await;
+            starting.io().output(SmqOutput::Restored(restored));
+        });
+        let mut backend = SmqBackend {
+            shared,
+            executor: Executor::new(io),
+            writers: HashMap::new(),
+        };
+        backend.executor.run();
+        backend
+    }
+
+    /// Starts `command`; its [`SmqOutput::Completed`] comes out of [`SmqBackend::poll_output`].
+    pub fn submit(&mut self, command: StorageCommand, now: Now) {
+        self.advance(now);
+        let io = self.shared.io().clone();
         match command {
             StorageCommand::Read {
                 token,
@@ -162,18 +267,15 @@ impl SmqStorage {
                 ..
             } => {
                 let shared = self.shared.clone();
-                let done = self.done.clone();
-                self.shared.smq.rt.spawn(async move {
+                io.spawn(async move {
                     let result = read(&shared, &partition, offset, max_bytes, end).await;
                     if let Err(e) = &result {
                         tracing::warn!(%partition, offset = offset.0, error = %e, "SMQ read failed");
                     }
-                    let _ = done.send((
-                        token,
-                        result.map_or_else(StorageCompletion::Failed, |batches| {
-                            StorageCompletion::Read { batches }
-                        }),
-                    ));
+                    let completion = result.map_or_else(StorageCompletion::Failed, |batches| {
+                        StorageCompletion::Read { batches }
+                    });
+                    shared.io().output(SmqOutput::Completed(token, completion));
                 });
             }
             StorageCommand::FindByTime {
@@ -184,16 +286,13 @@ impl SmqStorage {
                 end,
             } => {
                 let shared = self.shared.clone();
-                let done = self.done.clone();
-                self.shared.smq.rt.spawn(async move {
+                io.spawn(async move {
                     let start = Offset(from.byte as i64);
                     let result = find_time(&shared, &partition, timestamp, start, end).await;
-                    let _ = done.send((
-                        token,
-                        result.map_or_else(StorageCompletion::Failed, |hit| {
-                            StorageCompletion::Found { hit }
-                        }),
-                    ));
+                    let completion = result.map_or_else(StorageCompletion::Failed, |hit| {
+                        StorageCompletion::Found { hit }
+                    });
+                    shared.io().output(SmqOutput::Completed(token, completion));
                 });
             }
             StorageCommand::CreatePartition { ref partition, .. }
@@ -203,18 +302,82 @@ impl SmqStorage {
             | StorageCommand::WriteTopicConfig { ref partition, .. } => {
                 let tp = partition.clone();
                 let tx = self.writers.entry(tp.clone()).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let shared = self.shared.clone();
-                    shared
-                        .smq
-                        .rt
-                        .spawn(writer(tp, shared.clone(), rx, self.done.clone()));
+                    let (tx, rx) = mpsc::unbounded();
+                    io.spawn(writer(tp, self.shared.clone(), rx));
                     tx
                 });
-                let _ = tx.send(command);
+                let _ = tx.unbounded_send(command);
             }
         }
+        self.executor.run();
     }
+
+    /// The reply to call `call`.
+    pub fn handle_reply(&mut self, call: CallId, reply: Reply, now: Now) {
+        self.advance(now);
+        if let Some(waker) = self.shared.io().reply(call, reply) {
+            waker.wake();
+        }
+        self.executor.run();
+    }
+
+    /// Something that arrived on publish stream `stream`.
+    pub fn handle_stream(&mut self, stream: StreamId, item: StreamItem, now: Now) {
+        self.advance(now);
+        if let Some(waker) = self.shared.io().stream_item(stream, item) {
+            waker.wake();
+        }
+        self.executor.run();
+    }
+
+    /// The time passed [`SmqBackend::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.advance(now);
+        self.executor.run();
+    }
+
+    /// The next thing to do.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<SmqOutput> {
+        self.shared.io().poll_output()
+    }
+
+    /// When to call [`SmqBackend::handle_timeout`] at the latest.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.shared.io().poll_timeout()
+    }
+
+    /// Procedures not finished (writers and publishers, which wait for work, count too).
+    pub fn tasks(&self) -> usize {
+        self.executor.tasks()
+    }
+
+    fn advance(&mut self, now: Now) {
+        for waker in self.shared.io().advance(now) {
+            waker.wake();
+        }
+    }
+}
+
+/// Start-up (see [`SmqBackend::new`]).
+async fn start(shared: &Shared) -> Result<Vec<crate::storage::RecoveredPartition>, String> {
+    let smq = &shared.smq;
+    smq.wait_ready(shared.config.ready_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    shared.io().sleep(shared.config.startup_grace).await;
+    let mappings = shared.namespaces.mappings_topic();
+    smq.configure(&mappings, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let end = smq
+        .end_offset(&mappings, 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    if end.is_none() {
+        publisher::start_partition(smq, &mappings, 0, shared.config.name.clone()).await?;
+    }
+    super::restore::restore(shared).await
 }
 
 /// One partition's writer: performs its mutating commands in order.
@@ -222,25 +385,20 @@ async fn writer(
     tp: TopicPartition,
     shared: Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<StorageCommand>,
-    done: mpsc::UnboundedSender<Completion>,
 ) {
-    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
-    let mut publisher: Option<mpsc::UnboundedSender<publisher::Job>> = None;
-    while let Some(command) = commands.recv().await {
-        let token: StorageToken = command.token();
+    let mut publisher: Option<Jobs> = None;
+    while let Some(command) = commands.next().await {
+        let token = command.token();
         let completion = match command {
             StorageCommand::CreatePartition {
                 topic_partitions, ..
             } => create(&shared, &tp, topic_partitions).await,
             StorageCommand::DeletePartition { .. } => {
                 publisher = None;
-                ledger_only(
-                    &shared,
-                    LedgerEntry::Deleted {
-                        partition: tp.clone(),
-                    },
-                )
-                .await
+                let entry = LedgerEntry::Deleted {
+                    partition: tp.clone(),
+                };
+                ledger_only(&shared, entry).await
             }
             StorageCommand::TruncateBefore { offset, .. } => {
                 let entry = LedgerEntry::LogStart {
@@ -257,30 +415,21 @@ async fn writer(
                 ledger_only(&shared, entry).await
             }
             StorageCommand::Append { batches, .. } => {
-                let p = publisher.get_or_insert_with(|| {
-                    publisher::spawn(
-                        shared.smq.clone(),
-                        topic.clone(),
-                        tp.partition,
-                        shared.window,
-                    )
-                });
+                let p = publisher.get_or_insert_with(|| shared.publisher(&tp));
                 append(&shared, &tp, p, batches).await
             }
             StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
-                StorageCompletion::Failed(StorageError::Io(
-                    "reads do not go through writers".into(),
-                ))
+                StorageCompletion::Failed(io("reads do not go through writers"))
             }
         };
-        let _ = done.send((token, completion));
+        shared.io().output(SmqOutput::Completed(token, completion));
     }
 }
 
 async fn ledger_only(shared: &Shared, entry: LedgerEntry) -> StorageCompletion {
     match shared.write_ledger(&[entry]).await {
         Ok(()) => StorageCompletion::Done,
-        Err(e) => StorageCompletion::Failed(StorageError::Io(format!("SMQ ledger: {e}"))),
+        Err(e) => StorageCompletion::Failed(io(format!("SMQ ledger: {e}"))),
     }
 }
 
@@ -291,41 +440,44 @@ async fn create(shared: &Shared, tp: &TopicPartition, count: i32) -> StorageComp
         shared.smq.configure(&topic, count).await
     };
     if let Err(e) = configured {
-        return StorageCompletion::Failed(StorageError::Io(e.to_string()));
+        return StorageCompletion::Failed(io(e));
     }
     // SMQ cannot delete data: a topic deleted in Kelp and created again would find its old records
     let mut end = shared.smq.end_offset(&topic, tp.partition).await;
     if let Ok(None) = end {
-        if let Err(e) = publisher::start_partition(&shared.smq, &topic, tp.partition).await {
-            return StorageCompletion::Failed(StorageError::Io(e));
+        let name = shared.config.name.clone();
+        if let Err(e) = publisher::start_partition(&shared.smq, &topic, tp.partition, name).await {
+            return StorageCompletion::Failed(io(e));
         }
         end = shared.smq.end_offset(&topic, tp.partition).await;
     }
+    let where_ = || {
+        format!(
+            "SMQ topic {}/{} partition {}",
+            topic.namespace, topic.name, tp.partition
+        )
+    };
     match end {
         Ok(Some(0)) => {}
         Ok(None) => {
-            return StorageCompletion::Failed(StorageError::Io(format!(
-                "SMQ topic {}/{} partition {}: its marker record is missing",
-                topic.namespace, topic.name, tp.partition
+            return StorageCompletion::Failed(io(format!(
+                "{}: its marker record is missing",
+                where_()
             )));
         }
         Ok(Some(n)) => {
-            return StorageCompletion::Failed(StorageError::Io(format!(
-                "SMQ topic {}/{} partition {} already holds {n} records (SMQ cannot delete data): \
-                 choose another topic name",
-                topic.namespace, topic.name, tp.partition
+            return StorageCompletion::Failed(io(format!(
+                "{} already holds {n} records (SMQ cannot delete data): choose another topic name",
+                where_()
             )));
         }
-        Err(e) => return StorageCompletion::Failed(StorageError::Io(e.to_string())),
+        Err(e) => return StorageCompletion::Failed(io(e)),
     }
-    ledger_only(
-        shared,
-        LedgerEntry::Created {
-            partition: tp.clone(),
-            offset: Offset(0),
-        },
-    )
-    .await
+    let entry = LedgerEntry::Created {
+        partition: tp.clone(),
+        offset: Offset(0),
+    };
+    ledger_only(shared, entry).await
 }
 
 /// A batch as the ledger describes it: header, base offset, size.
@@ -336,7 +488,7 @@ fn messages_of(
     shared: &Shared,
     tp: &TopicPartition,
     batches: &[AppendBatch],
-) -> Result<(Vec<DataMessage>, Vec<BatchInfo>), kelp_core::codec::CodecError> {
+) -> Result<(Vec<DataMessage>, Vec<BatchInfo>), crate::codec::CodecError> {
     let mut messages = Vec::new();
     let mut parsed = Vec::with_capacity(batches.len());
     let append_ts_ns = shared.append_time();
@@ -347,8 +499,8 @@ fn messages_of(
             b.base_offset,
             tp.partition,
             append_ts_ns,
-            shared.format,
-            shared.max_decompressed,
+            shared.config.format,
+            shared.config.max_decompressed,
             &mut messages,
         )?;
         parsed.push((batch.header().clone(), b.base_offset, b.bytes.len() as u64));
@@ -359,11 +511,11 @@ fn messages_of(
 async fn append(
     shared: &Shared,
     tp: &TopicPartition,
-    publisher: &mpsc::UnboundedSender<publisher::Job>,
+    publisher: &Jobs,
     batches: Vec<AppendBatch>,
 ) -> StorageCompletion {
     let Some(first) = batches.first().map(|b| b.base_offset) else {
-        return StorageCompletion::Failed(StorageError::Io("empty append".into()));
+        return StorageCompletion::Failed(io("empty append"));
     };
     let (messages, parsed) = match messages_of(shared, tp, &batches) {
         Ok(m) => m,
@@ -408,12 +560,9 @@ async fn append(
         .filter(|(h, base, _)| base.plus(i64::from(h.record_count)) <= end)
         .map(|(h, base, bytes)| batch_entry(tp, h, *base, *bytes, ack_ts))
         .collect();
-    let ledger = if entries.is_empty() {
-        Ok(())
-    } else {
-        shared.write_ledger(&entries).await
-    };
-    if let Err(e) = &ledger {
+    if !entries.is_empty()
+        && let Err(e) = shared.write_ledger(&entries).await
+    {
         tracing::error!(partition = %tp, error = %e, "SMQ ledger entries not written; a restart restores these offsets without their timestamps");
     }
     match error {
@@ -427,7 +576,7 @@ async fn append(
             tracing::warn!(partition = %tp, from = expected, to = assigned, "adopting records SMQ stored without acknowledging them");
             adopt(shared, tp, first, Offset(assigned)).await
         }
-        Some(e) if stored == 0 => StorageCompletion::Failed(StorageError::Io(e.to_string())),
+        Some(e) if stored == 0 => StorageCompletion::Failed(io(e)),
         Some(_) => StorageCompletion::PartlyAppended {
             position: position(first),
             records: stored,
@@ -444,7 +593,7 @@ async fn adopt(
 ) -> StorageCompletion {
     // The offsets are facts (SMQ assigned them): they are adopted even when the records cannot
     // be read (SMQ may burn an offset it never stores), only without their producers then.
-    let records = match read_records(shared, tp, from, end).await {
+    let records = match shared.read_records(tp, from, end).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(partition = %tp, error = %e, "adopted records unreadable");
@@ -474,74 +623,24 @@ async fn adopt(
     }
 }
 
-/// Records `from..to`, read whole (for adoption: few, right behind the ledger's end).
-pub(crate) async fn read_records(
-    shared: &Shared,
-    tp: &TopicPartition,
-    from: Offset,
-    to: Offset,
-) -> Result<Vec<KafkaRecord>, StorageError> {
-    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
-    let mut records = Vec::new();
-    let mut at = from;
-    while at < to {
-        let wanted = ((to.0 - at.0) as usize).min(FETCH_MESSAGES);
-        let response = fetch_patiently(shared, &topic, tp.partition, at, wanted).await?;
-        if response.messages.is_empty() {
-            return Err(StorageError::Io(format!(
-                "{tp}: SMQ serves nothing at {} (its end is {})",
-                at.0, to.0
-            )));
-        }
-        let got = &response.messages[..wanted.min(response.messages.len())];
-        records.extend(slots(tp, at, got).into_iter().flatten());
-        at = at.plus(got.len() as i64);
-    }
-    Ok(records)
-}
-
-/// A fetch that waits out a partition the broker is reloading: right after a publisher leaves
-/// (a restart), weed unloads and flushes the partition, and reads in between find nothing.
-async fn fetch_patiently(
-    shared: &Shared,
-    topic: &kelp_core::smq::schema_pb::Topic,
-    partition: i32,
-    at: Offset,
-    wanted: usize,
-) -> Result<kelp_core::smq::messaging_pb::FetchMessageResponse, StorageError> {
-    let mut wait = Duration::from_millis(50);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = shared
-            .smq
-            .fetch(topic, partition, at.0, FETCH_BYTES, wanted)
-            .await
-            .map_err(io)?;
-        if !response.messages.is_empty() || std::time::Instant::now() >= deadline {
-            return Ok(response);
-        }
-        shared.smq.rt.sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(800));
-    }
-}
-
 fn io(e: impl std::fmt::Display) -> StorageError {
     StorageError::Io(e.to_string())
 }
 
 /// Reads records `offset..end` (about `max_bytes` of them, at least one) as Kafka batches.
 async fn read(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     tp: &TopicPartition,
     offset: Offset,
     max_bytes: usize,
     end: Offset,
-) -> Result<bytes::Bytes, StorageError> {
+) -> Result<Bytes, StorageError> {
     if offset >= end {
-        return Ok(bytes::Bytes::new());
+        return Ok(Bytes::new());
     }
     // (raw values carry no offset to check a subscription's numbering against: FetchMessage only)
-    if shared.format == ValueFormat::Enriched
+    let enriched = shared.config.format == ValueFormat::Enriched;
+    if enriched
         && let Some(slots) = shared
             .cursors
             .read(shared, tp, offset, max_bytes, end)
@@ -571,7 +670,7 @@ async fn read(
             return encode_slots(offset, &slots).map_err(io);
         }
     }
-    Ok(bytes::Bytes::new())
+    Ok(Bytes::new())
 }
 
 /// SMQ serves nothing at `offset`, below the end: after a broker crash weed 4.53 can hold offsets
@@ -583,15 +682,16 @@ async fn unreadable(
     tp: &TopicPartition,
     offset: Offset,
     end: Offset,
-) -> Result<bytes::Bytes, StorageError> {
+) -> Result<Bytes, StorageError> {
     let topic = shared.namespaces.smq_topic(tp.topic.as_str());
-    if !fetch_patiently(shared, &topic, tp.partition, offset, 1)
+    if !shared
+        .fetch_patiently(&topic, tp.partition, offset, 1)
         .await?
         .messages
         .is_empty()
     {
         // readable after all (a partition being reloaded): the consumer asks again
-        return Ok(bytes::Bytes::new());
+        return Ok(Bytes::new());
     }
     // the next readable offset, probing 1, 2, 4, ... ahead (at most the end)
     let mut step = 1;

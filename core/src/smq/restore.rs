@@ -1,15 +1,14 @@
-//! Start-up on SMQ: the partitions rebuilt from the ledger topic, reconciled with each partition's
-//! high watermark (`GetPartitionRangeInfo`) instead of a scan of the data.
+//! Start-up on SMQ: the partitions rebuilt from the ledger topic ([`Restore`]), reconciled with
+//! each partition's high watermark (`GetPartitionRangeInfo`) instead of a scan of the data.
 
-use super::Shared;
-use kelp_core::smq::mappings::{LedgerEntry, Reconcile, Restore, tail_entries};
-use kelp_core::storage::RecoveredPartition;
-use kelp_core::types::Offset;
-use std::time::Instant;
+use super::backend::Shared;
+use super::mappings::{LedgerEntry, Reconcile, Restore, tail_entries};
+use crate::storage::RecoveredPartition;
+use crate::types::Offset;
 
 /// Reads the ledger topic and returns the partitions it describes.
 pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, String> {
-    let started = Instant::now();
+    let started = shared.io().now().mono;
     let smq = &shared.smq;
     let ledger_topic = shared.namespaces.mappings_topic();
     let end = smq
@@ -21,8 +20,9 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
     let mut at = 0i64;
     let mut unreadable = 0u64;
     while at < end {
-        let wanted = (end - at).min(super::FETCH_MESSAGES as i64) as usize;
-        let response = super::fetch_patiently(shared, &ledger_topic, 0, Offset(at), wanted)
+        let wanted = (end - at).min(super::backend::FETCH_MESSAGES as i64) as usize;
+        let response = shared
+            .fetch_patiently(&ledger_topic, 0, Offset(at), wanted)
             .await
             .map_err(|e| format!("reading the ledger topic at {at}: {e}"))?;
         if response.messages.is_empty() {
@@ -41,7 +41,7 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
             at += 1;
         }
     }
-    let read_ms = started.elapsed().as_millis() as u64;
+    let read_ms = shared.io().now().mono.0 - started.0;
 
     // Reconcile each partition with what SMQ holds.
     let partitions: Vec<_> = restore.partitions().cloned().collect();
@@ -60,7 +60,7 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
             Reconcile::UnmappedTail { from, to } => {
                 // published, never answered (a crash before the ledger write): they are in SMQ at
                 // these offsets, so they are part of the log
-                let records = match super::read_records(shared, tp, from, to).await {
+                let records = match shared.read_records(tp, from, to).await {
                     Ok(r) => r,
                     Err(e) => {
                         // the first append adopts the offsets (without their producers)
@@ -104,7 +104,7 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
         partitions = restored.len(),
         adopted_records = adopted,
         read_ms,
-        total_ms = started.elapsed().as_millis() as u64,
+        total_ms = shared.io().now().mono.0 - started.0,
         "restored the offset ledger from SMQ"
     );
     Ok(restored)

@@ -1,56 +1,63 @@
 //! One task per SMQ partition that Kelp publishes to: it owns the partition's publish stream and
-//! drives the core's [`PublishSession`] over it.
+//! drives its [`PublishSession`].
 //!
 //! Appends arrive as [`Job`]s and are pipelined on one stream (SMQ wants exactly one publisher per
 //! partition, and keeping the stream open also keeps the broker from unloading the partition).
 //! When the stream breaks, every append not yet acknowledged is answered with what the session
-//! reports, and the next job opens a new stream. Failed opens trip a circuit breaker: for a backoff
-//! that doubles up to [`MAX_BACKOFF`] (with jitter), jobs fail at once instead of piling up on a
-//! dead broker, so producers get fast retriable errors.
+//! reports, and the next job opens a new stream (after checking that the partition ends where the
+//! ledger does). Failed opens trip a [`Breaker`]: for a backoff that doubles up to [`MAX_BACKOFF`]
+//! (with jitter), jobs fail at once instead of piling up on a dead broker, so producers get fast
+//! retriable errors.
 
 use super::client::Smq;
-use kelp_core::smq::mapping::{SMQ_OFFSET_BASE, marker_message};
-use kelp_core::smq::messaging_pb::{DataMessage, PublishMessageRequest, PublishMessageResponse};
-use kelp_core::smq::publish::{AppendId, PublishError, PublishEvent, PublishSession};
-use kelp_core::smq::schema_pb;
+use super::io::{Call, Io, Reply, StreamId, StreamItem};
+use super::mapping::{SMQ_OFFSET_BASE, marker_message};
+use super::messaging_pb::DataMessage;
+use super::publish::{AppendId, PublishError, PublishEvent, PublishSession};
+use super::schema_pb;
+use crate::types::Millis;
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream as _;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
-/// Longest wait for a stream to open (the broker's hello).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the broker's ack of a partition's marker record.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time the breaker stays open.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Records to publish as one append.
-pub struct Job {
-    /// The offset SMQ must give the first message (`None`: any).
-    pub first_offset: Option<i64>,
-    /// The messages.
-    pub messages: Vec<DataMessage>,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<PublishEvent>,
+pub(crate) struct Job {
+    /// The Kafka offset SMQ must give the first message (`None`: any).
+    first_offset: Option<i64>,
+    messages: Vec<DataMessage>,
+    reply: oneshot::Sender<PublishEvent>,
 }
 
+/// A publisher's job queue.
+pub(crate) type Jobs = mpsc::UnboundedSender<Job>;
+
 /// Starts the publisher of partition `index` of `topic`.
-pub fn spawn(
+pub(crate) fn spawn(
     smq: Arc<Smq>,
     topic: schema_pb::Topic,
     index: i32,
     window: usize,
-) -> mpsc::UnboundedSender<Job> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    smq.rt.clone().spawn(run(smq, topic, index, window, rx));
+    name: String,
+) -> Jobs {
+    let (tx, rx) = mpsc::unbounded();
+    let io = smq.io.clone();
+    io.spawn(run(smq, topic, index, window, name, rx));
     tx
 }
 
-/// Publishes `messages` through `publisher` and waits for the outcome.
-pub async fn publish(
-    publisher: &mpsc::UnboundedSender<Job>,
+/// Publishes `messages` through `publisher` and waits for the outcome; offsets are Kafka's.
+pub(crate) async fn publish(
+    publisher: &Jobs,
     first_offset: Option<i64>,
     messages: Vec<DataMessage>,
 ) -> PublishEvent {
@@ -60,41 +67,93 @@ pub async fn publish(
         stored: 0,
         error: PublishError::Closed("the publisher task ended".into()),
     };
-    if publisher
-        .send(Job {
-            first_offset,
-            messages,
-            reply,
-        })
-        .is_err()
-    {
+    let job = Job {
+        first_offset,
+        messages,
+        reply,
+    };
+    if publisher.unbounded_send(job).is_err() {
         return closed();
     }
     outcome.await.unwrap_or_else(|_| closed())
 }
 
+/// An open publish stream with its session.
 struct Stream {
+    io: Io,
+    id: StreamId,
     session: PublishSession,
-    tx: mpsc::UnboundedSender<PublishMessageRequest>,
-    rx: tonic::Streaming<PublishMessageResponse>,
 }
 
 impl Stream {
-    fn flush(&mut self) {
-        while let Some(m) = self.session.poll_transmit() {
-            if self.tx.send(m).is_err() {
-                self.session
-                    .handle_closed("the request stream is gone".into());
-                break;
-            }
+    /// Opens a stream to partition `index` of `topic` (its leader answered the init).
+    async fn open(
+        smq: &Smq,
+        topic: &schema_pb::Topic,
+        index: i32,
+        window: usize,
+        name: String,
+    ) -> Result<Stream, String> {
+        let a = smq
+            .partition(topic, index)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut session = PublishSession::new(topic.clone(), a.partition, name, window);
+        let init = session
+            .poll_transmit()
+            .ok_or("a new session has its init to send")?;
+        let io = smq.io.clone();
+        let id = io.new_stream();
+        let stream = Stream { io, id, session };
+        let call = Call::OpenPublish {
+            broker: a.leader,
+            stream: id,
+            init,
+        };
+        match stream.io.call(call).await {
+            Reply::Opened => Ok(stream),
+            Reply::Failed(e) => Err(format!("PublishMessage: {e}")),
+            other => Err(format!("PublishMessage: unexpected reply {other:?}")),
         }
+    }
+
+    /// Sends what the session has to send.
+    fn flush(&mut self) {
+        while let Some(request) = self.session.poll_transmit() {
+            self.io.send(Call::Publish {
+                stream: self.id,
+                request,
+            });
+        }
+    }
+
+    fn take(&mut self, item: StreamItem) {
+        match item {
+            StreamItem::Response(r) => self.session.handle_response(r),
+            StreamItem::Ended(Ok(())) => self
+                .session
+                .handle_closed("the broker ended the stream".into()),
+            StreamItem::Ended(Err(e)) => self.session.handle_closed(e),
+        }
+        self.flush();
+    }
+
+    async fn next(&self) -> StreamItem {
+        std::future::poll_fn(|cx| self.io.poll_item(self.id, cx)).await
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.io.send(Call::Close { stream: self.id });
+        self.io.drop_stream(self.id);
     }
 }
 
 /// Exponential backoff with jitter in front of a failing broker.
 struct Breaker {
     failures: u32,
-    closed_until: Option<Instant>,
+    closed_until: Option<Millis>,
     seed: u64,
 }
 
@@ -107,12 +166,12 @@ impl Breaker {
         }
     }
 
-    /// Whether an attempt may be made now.
-    fn allows(&self) -> bool {
-        self.closed_until.is_none_or(|t| Instant::now() >= t)
+    /// Whether an attempt may be made at `now`.
+    fn allows(&self, now: Millis) -> bool {
+        self.closed_until.is_none_or(|t| now >= t)
     }
 
-    fn failed(&mut self) {
+    fn failed(&mut self, now: Millis) {
         self.failures = self.failures.saturating_add(1);
         let exp = FIRST_BACKOFF.saturating_mul(1 << self.failures.min(16).saturating_sub(1));
         let full = exp.min(MAX_BACKOFF);
@@ -121,49 +180,13 @@ impl Breaker {
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
         let jittered = full.mul_f64(0.5 + (self.seed % 1000) as f64 / 2000.0);
-        self.closed_until = Some(Instant::now() + jittered);
+        self.closed_until = Some(now.plus(jittered.as_millis() as u64));
     }
 
     fn succeeded(&mut self) {
         self.failures = 0;
         self.closed_until = None;
     }
-}
-
-async fn open(
-    smq: &Smq,
-    topic: &schema_pb::Topic,
-    index: i32,
-    window: usize,
-) -> Result<Stream, String> {
-    let a = smq
-        .partition(topic, index)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut client = smq.client(&a.leader).map_err(|e| e.to_string())?;
-    let mut session = PublishSession::new(
-        topic.clone(),
-        a.partition,
-        format!("kelp-{}", std::process::id()),
-        window,
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    // the init goes out before the call: the broker answers (headers and hello) only after it
-    while let Some(m) = session.poll_transmit() {
-        let _ = tx.send(m);
-    }
-    let call = client.publish_message(UnboundedReceiverStream::new(rx));
-    let response = smq
-        .rt
-        .timeout(OPEN_TIMEOUT, call)
-        .await
-        .map_err(|_| "no answer to the publish stream's init".to_string())?
-        .map_err(|s| format!("PublishMessage: {:?}: {}", s.code(), s.message()))?;
-    Ok(Stream {
-        session,
-        tx,
-        rx: response.into_inner(),
-    })
 }
 
 /// `event` with SMQ offsets turned into Kafka offsets.
@@ -189,15 +212,16 @@ fn kafka_offsets(event: PublishEvent) -> PublishEvent {
 /// own that is closed before this returns: the broker unloads the partition when that stream ends,
 /// flushing the marker alone to a file of its own (see [`SMQ_OFFSET_BASE`]). The response stream
 /// ends only after the broker's handler returned, so the unload is done by then.
-pub async fn start_partition(
+pub(crate) async fn start_partition(
     smq: &Smq,
     topic: &schema_pb::Topic,
     index: i32,
+    name: String,
 ) -> Result<(), String> {
-    let mut s = open(smq, topic, index, 1).await?;
+    let mut s = Stream::open(smq, topic, index, 1, name).await?;
     s.session.push(AppendId(0), Some(0), vec![marker_message()]);
     s.flush();
-    let done = async {
+    let stored = async {
         loop {
             if let Some(event) = s.session.poll_event() {
                 return match event {
@@ -205,27 +229,23 @@ pub async fn start_partition(
                     PublishEvent::Failed { error, .. } => Err(error.to_string()),
                 };
             }
-            match s.rx.message().await {
-                Ok(Some(r)) => s.session.handle_response(r),
-                Ok(None) => s.session.handle_closed("ended".into()),
-                Err(e) => s.session.handle_closed(e.message().to_string()),
-            }
-            s.flush();
+            let item = s.next().await;
+            s.take(item);
         }
     };
-    smq.rt
-        .timeout(OPEN_TIMEOUT, done)
+    smq.io
+        .timeout(MARKER_TIMEOUT, stored)
         .await
-        .map_err(|_| "no ack for the partition marker".to_string())??;
-    let Stream { tx, mut rx, .. } = s;
-    drop(tx);
-    let _ = smq
-        .rt
-        .timeout(OPEN_TIMEOUT, async {
-            while let Ok(Some(_)) = rx.message().await {}
-        })
-        .await;
+        .ok_or("no ack for the partition marker")??;
+    s.io.send(Call::Close { stream: s.id });
+    let drained = async { while !matches!(s.next().await, StreamItem::Ended(_)) {} };
+    let _ = smq.io.timeout(MARKER_TIMEOUT, drained).await;
     Ok(())
+}
+
+enum Next {
+    Job(Option<Job>),
+    Item(StreamItem),
 }
 
 async fn run(
@@ -233,26 +253,33 @@ async fn run(
     topic: schema_pb::Topic,
     index: i32,
     window: usize,
+    name: String,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) {
+    let io = smq.io.clone();
     let mut stream: Option<Stream> = None;
     let mut waiting: HashMap<AppendId, oneshot::Sender<PublishEvent>> = HashMap::new();
     let mut next_id = 0u64;
-    let mut breaker = Breaker::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            ^ u64::from(index as u32),
-    );
+    let mut breaker = Breaker::new(io.now().wall.0 as u64 ^ u64::from(index as u32));
     loop {
-        tokio::select! {
-            job = jobs.recv() => {
-                let Some(job) = job else { break };
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(job) = Pin::new(&mut jobs).poll_next(cx) {
+                return Poll::Ready(Next::Job(job));
+            }
+            match &stream {
+                Some(s) => io.poll_item(s.id, cx).map(Next::Item),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        match next {
+            Next::Job(None) => break,
+            Next::Job(Some(job)) => {
                 next_id += 1;
                 let id = AppendId(next_id);
                 if stream.as_ref().is_none_or(|s| s.session.broken().is_some()) {
                     stream = None;
-                    if !breaker.allows() {
+                    if !breaker.allows(io.now().mono) {
                         let _ = job.reply.send(PublishEvent::Failed {
                             id,
                             stored: 0,
@@ -262,31 +289,25 @@ async fn run(
                         });
                         continue;
                     }
-                    match open(&smq, &topic, index, window).await {
+                    match Stream::open(&smq, &topic, index, window, name.clone()).await {
                         Ok(s) => {
                             stream = Some(s);
                             // A new stream: does the partition end where the ledger does? (The
                             // broker may have stored records whose acks died with the last one.)
-                            if let Some(first) = job.first_offset {
-                                let end = smq.end_offset(&topic, index).await;
-                                if !matches!(end, Ok(Some(e)) if e == first) {
-                                    let error = match end {
-                                        Ok(end) => PublishError::OffsetMismatch {
-                                            expected: first,
-                                            assigned: end.unwrap_or(-1),
-                                        },
-                                        Err(e) => PublishError::Closed(e.to_string()),
-                                    };
-                                    tracing::warn!(topic = %topic.name, partition = index, %error, "SMQ partition does not end where the ledger does");
-                                    let _ = job.reply.send(PublishEvent::Failed { id, stored: 0, error });
-                                    continue;
-                                }
+                            if let Some(error) = misplaced(&smq, &topic, index, &job).await {
+                                tracing::warn!(topic = %topic.name, partition = index, %error, "SMQ partition does not end where the ledger does");
+                                let _ = job.reply.send(PublishEvent::Failed {
+                                    id,
+                                    stored: 0,
+                                    error,
+                                });
+                                continue;
                             }
                         }
                         Err(e) => {
                             tracing::warn!(topic = %topic.name, partition = index, error = %e, "cannot open SMQ publish stream");
                             smq.forget(&topic);
-                            breaker.failed();
+                            breaker.failed(io.now().mono);
                             let _ = job.reply.send(PublishEvent::Failed {
                                 id,
                                 stored: 0,
@@ -303,14 +324,9 @@ async fn run(
                     s.flush();
                 }
             }
-            response = async { stream.as_mut().expect("guarded").rx.message().await }, if stream.is_some() => {
+            Next::Item(item) => {
                 if let Some(s) = stream.as_mut() {
-                    match response {
-                        Ok(Some(r)) => s.session.handle_response(r),
-                        Ok(None) => s.session.handle_closed("the broker ended the stream".into()),
-                        Err(e) => s.session.handle_closed(format!("{:?}: {}", e.code(), e.message())),
-                    }
-                    s.flush();
+                    s.take(item);
                 }
             }
         }
@@ -333,8 +349,26 @@ async fn run(
             if s.session.broken().is_some() {
                 stream = None;
                 smq.forget(&topic);
-                breaker.failed();
+                breaker.failed(io.now().mono);
             }
         }
+    }
+}
+
+/// Why `job` cannot go on a new stream: the partition does not end at its first offset.
+async fn misplaced(
+    smq: &Smq,
+    topic: &schema_pb::Topic,
+    index: i32,
+    job: &Job,
+) -> Option<PublishError> {
+    let first = job.first_offset?;
+    match smq.end_offset(topic, index).await {
+        Ok(Some(end)) if end == first => None,
+        Ok(end) => Some(PublishError::OffsetMismatch {
+            expected: first,
+            assigned: end.unwrap_or(-1),
+        }),
+        Err(e) => Some(PublishError::Closed(e.to_string())),
     }
 }
