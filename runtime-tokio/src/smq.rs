@@ -110,10 +110,18 @@ async fn drive(
                 Some(command) => backend.submit(command, clock.now()),
                 None => return,
             },
-            Some(event) = events.recv() => match event {
-                Event::Reply(id, reply) => backend.handle_reply(id, reply, clock.now()),
-                Event::Stream(id, item) => backend.handle_stream(id, item, clock.now()),
-            },
+            Some(event) = events.recv() => {
+                // everything that has arrived, before the outputs it causes are made
+                let now = clock.now();
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    match event {
+                        Event::Reply(id, reply) => backend.handle_reply(id, reply, now),
+                        Event::Stream(id, item) => backend.handle_stream(id, item, now),
+                    }
+                    next = events.try_recv().ok();
+                }
+            }
             _ = rt.sleep_until(deadline) => backend.handle_timeout(clock.now()),
         }
     }

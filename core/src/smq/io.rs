@@ -408,7 +408,8 @@ impl Drop for Sleep {
 pub(crate) struct Executor {
     io: Io,
     next: u64,
-    tasks: HashMap<u64, Task>,
+    /// The tasks, each with the waker that marks it ready.
+    tasks: HashMap<u64, (Task, Waker)>,
     ready: Arc<Mutex<Vec<u64>>>,
 }
 
@@ -445,7 +446,11 @@ impl Executor {
         loop {
             for task in self.io.take_spawned() {
                 self.next += 1;
-                self.tasks.insert(self.next, task);
+                let waker = Waker::from(Arc::new(TaskWaker {
+                    id: self.next,
+                    ready: self.ready.clone(),
+                }));
+                self.tasks.insert(self.next, (task, waker));
                 self.ready
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -459,16 +464,12 @@ impl Executor {
             woken.sort_unstable();
             woken.dedup();
             for id in woken {
-                let Some(task) = self.tasks.get_mut(&id) else {
+                let Some((task, waker)) = self.tasks.get_mut(&id) else {
                     continue;
                 };
-                let waker = Waker::from(Arc::new(TaskWaker {
-                    id,
-                    ready: self.ready.clone(),
-                }));
                 if task
                     .as_mut()
-                    .poll(&mut Context::from_waker(&waker))
+                    .poll(&mut Context::from_waker(waker))
                     .is_ready()
                 {
                     self.tasks.remove(&id);
