@@ -100,12 +100,7 @@ impl Storage {
                 let place = self.place.clone();
                 self.rt.run_blocking(move || {
                     let result = file_log::read(&*place.disk, &dir, offset, from, max_bytes, end);
-                    let _ = done.send((
-                        token,
-                        result.map_or_else(StorageCompletion::Failed, |batches| {
-                            StorageCompletion::Read { batches }
-                        }),
-                    ));
+                    let _ = done.send((token, StorageCompletion::of_read(result)));
                 });
             }
             StorageCommand::FindByTime {
@@ -121,12 +116,7 @@ impl Storage {
                 let place = self.place.clone();
                 self.rt.run_blocking(move || {
                     let result = file_log::find_time(&*place.disk, &dir, timestamp, from, end, max);
-                    let _ = done.send((
-                        token,
-                        result.map_or_else(StorageCompletion::Failed, |hit| {
-                            StorageCompletion::Found { hit }
-                        }),
-                    ));
+                    let _ = done.send((token, StorageCompletion::of_lookup(result)));
                 });
             }
             StorageCommand::CreatePartition { ref partition, .. }

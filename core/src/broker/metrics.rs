@@ -4,7 +4,7 @@
 //! and a test needs no server to read them. A driver asks between two inputs, so the figures are
 //! consistent with each other.
 
-use super::Gateway;
+use super::{Gateway, PartitionStats};
 use std::fmt::Write;
 
 /// How [`Gateway::render_stats`] writes the figures.
@@ -72,23 +72,25 @@ impl Gateway {
         let open = self.connection_count() as u64;
         scalar("kelp_connections", "gauge", "Open connections.", open);
         let partitions = self.partition_stats();
-        let _ = writeln!(
-            out,
-            "# HELP kelp_high_watermark High watermark per partition.\n# TYPE kelp_high_watermark gauge"
-        );
-        for p in &partitions {
-            let (topic, index) = (&p.partition.topic, p.partition.partition);
-            let labels = format!("topic=\"{topic}\",partition=\"{index}\"");
-            let _ = writeln!(out, "kelp_high_watermark{{{labels}}} {}", p.high_watermark);
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kelp_ledger_entries Sparse ledger entries per partition.\n# TYPE kelp_ledger_entries gauge"
-        );
-        for p in &partitions {
-            let (topic, index) = (&p.partition.topic, p.partition.partition);
-            let labels = format!("topic=\"{topic}\",partition=\"{index}\"");
-            let _ = writeln!(out, "kelp_ledger_entries{{{labels}}} {}", p.ledger_entries);
+        let gauges: [(&str, &str, fn(&PartitionStats) -> i64); 2] = [
+            (
+                "kelp_high_watermark",
+                "High watermark per partition.",
+                |p| p.high_watermark,
+            ),
+            (
+                "kelp_ledger_entries",
+                "Sparse ledger entries per partition.",
+                |p| p.ledger_entries as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for p in &partitions {
+                let (topic, index) = (&p.partition.topic, p.partition.partition);
+                let labels = format!("topic=\"{topic}\",partition=\"{index}\"");
+                let _ = writeln!(out, "{name}{{{labels}}} {}", value(p));
+            }
         }
         let _ = writeln!(
             out,

@@ -272,9 +272,7 @@ impl SmqBackend {
                     if let Err(e) = &result {
                         tracing::warn!(%partition, offset = offset.0, error = %e, "SMQ read failed");
                     }
-                    let completion = result.map_or_else(StorageCompletion::Failed, |batches| {
-                        StorageCompletion::Read { batches }
-                    });
+                    let completion = StorageCompletion::of_read(result);
                     shared.io().output(SmqOutput::Completed(token, completion));
                 });
             }
@@ -289,9 +287,7 @@ impl SmqBackend {
                 io.spawn(async move {
                     let start = Offset(from.byte as i64);
                     let result = find_time(&shared, &partition, timestamp, start, end).await;
-                    let completion = result.map_or_else(StorageCompletion::Failed, |hit| {
-                        StorageCompletion::Found { hit }
-                    });
+                    let completion = StorageCompletion::of_lookup(result);
                     shared.io().output(SmqOutput::Completed(token, completion));
                 });
             }

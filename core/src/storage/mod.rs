@@ -176,6 +176,24 @@ pub enum StorageCompletion {
     Failed(StorageError),
 }
 
+impl StorageCompletion {
+    /// The completion of a `Read` that gave `result`.
+    pub fn of_read(result: Result<Bytes, StorageError>) -> StorageCompletion {
+        result.map_or_else(StorageCompletion::Failed, |batches| {
+            StorageCompletion::Read { batches }
+        })
+    }
+
+    /// The completion of a `FindByTime` that gave `result`.
+    pub fn of_lookup(
+        result: Result<Option<(Offset, TimestampMs)>, StorageError>,
+    ) -> StorageCompletion {
+        result.map_or_else(StorageCompletion::Failed, |hit| StorageCompletion::Found {
+            hit,
+        })
+    }
+}
+
 /// An idempotent batch found in the log: (producer id, epoch, first sequence, records, base offset).
 pub type StoredProducerBatch = (i64, i16, i32, i32, Offset);
 
