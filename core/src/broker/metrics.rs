@@ -7,6 +7,9 @@
 use super::{Gateway, PartitionStats};
 use std::fmt::Write;
 
+/// A per-partition gauge: its name, its help text, and its value for a partition.
+type Gauge = (&'static str, &'static str, fn(&PartitionStats) -> i64);
+
 /// How [`Gateway::render_stats`] writes the figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatsFormat {
@@ -72,7 +75,7 @@ impl Gateway {
         let open = self.connection_count() as u64;
         scalar("kelp_connections", "gauge", "Open connections.", open);
         let partitions = self.partition_stats();
-        let gauges: [(&str, &str, fn(&PartitionStats) -> i64); 2] = [
+        let gauges: [Gauge; 2] = [
             (
                 "kelp_high_watermark",
                 "High watermark per partition.",
