@@ -86,6 +86,14 @@ impl Storage {
 
     /// Starts `command`; its completion arrives on the channel given to [`Storage::new`].
     pub fn submit(&mut self, command: StorageCommand) {
+        if let Some(tp) = command.changes_log_of().cloned() {
+            let tx = match self.writers.get(&tp) {
+                Some(tx) => tx.clone(),
+                None => self.spawn_writer(tp, None),
+            };
+            let _ = tx.send(Job::Command(command));
+            return;
+        }
         match command {
             StorageCommand::Read {
                 token,
@@ -119,18 +127,8 @@ impl Storage {
                     let _ = done.send((token, StorageCompletion::of_lookup(result)));
                 });
             }
-            StorageCommand::CreatePartition { ref partition, .. }
-            | StorageCommand::DeletePartition { ref partition, .. }
-            | StorageCommand::Append { ref partition, .. }
-            | StorageCommand::TruncateBefore { ref partition, .. }
-            | StorageCommand::WriteTopicConfig { ref partition, .. } => {
-                let tp = partition.clone();
-                let tx = match self.writers.get(&tp) {
-                    Some(tx) => tx.clone(),
-                    None => self.spawn_writer(tp, None),
-                };
-                let _ = tx.send(Job::Command(command));
-            }
+            // (log changes went to the partition's writer above)
+            _ => {}
         }
     }
 

@@ -257,52 +257,45 @@ impl SmqBackend {
     pub fn submit(&mut self, command: StorageCommand, now: Now) {
         self.advance(now);
         let io = self.shared.io().clone();
-        match command {
-            StorageCommand::Read {
-                token,
-                partition,
-                offset,
-                max_bytes,
-                end,
-                ..
-            } => {
-                let shared = self.shared.clone();
-                io.spawn(async move {
+        let shared = self.shared.clone();
+        if let Some(tp) = command.changes_log_of().cloned() {
+            let tx = self.writers.entry(tp.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded();
+                io.spawn(writer(tp, shared, rx));
+                tx
+            });
+            let _ = tx.unbounded_send(command);
+        } else {
+            match command {
+                StorageCommand::Read {
+                    token,
+                    partition,
+                    offset,
+                    max_bytes,
+                    end,
+                    ..
+                } => io.spawn(async move {
                     let result = read(&shared, &partition, offset, max_bytes, end).await;
                     if let Err(e) = &result {
                         tracing::warn!(%partition, offset = offset.0, error = %e, "SMQ read failed");
                     }
                     let completion = StorageCompletion::of_read(result);
                     shared.io().output(SmqOutput::Completed(token, completion));
-                });
-            }
-            StorageCommand::FindByTime {
-                token,
-                partition,
-                timestamp,
-                from,
-                end,
-            } => {
-                let shared = self.shared.clone();
-                io.spawn(async move {
+                }),
+                StorageCommand::FindByTime {
+                    token,
+                    partition,
+                    timestamp,
+                    from,
+                    end,
+                } => io.spawn(async move {
                     let start = Offset(from.byte as i64);
                     let result = find_time(&shared, &partition, timestamp, start, end).await;
                     let completion = StorageCompletion::of_lookup(result);
                     shared.io().output(SmqOutput::Completed(token, completion));
-                });
-            }
-            StorageCommand::CreatePartition { ref partition, .. }
-            | StorageCommand::DeletePartition { ref partition, .. }
-            | StorageCommand::Append { ref partition, .. }
-            | StorageCommand::TruncateBefore { ref partition, .. }
-            | StorageCommand::WriteTopicConfig { ref partition, .. } => {
-                let tp = partition.clone();
-                let tx = self.writers.entry(tp.clone()).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded();
-                    io.spawn(writer(tp, self.shared.clone(), rx));
-                    tx
-                });
-                let _ = tx.unbounded_send(command);
+                }),
+                // (log changes went to the partition's writer above)
+                _ => {}
             }
         }
         self.executor.run();
@@ -341,11 +334,6 @@ impl SmqBackend {
     /// When to call [`SmqBackend::handle_timeout`] at the latest.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.shared.io().poll_timeout()
-    }
-
-    /// Procedures not finished (writers and publishers, which wait for work, count too).
-    pub fn tasks(&self) -> usize {
-        self.executor.tasks()
     }
 
     fn advance(&mut self, now: Now) {

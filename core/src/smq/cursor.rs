@@ -168,9 +168,7 @@ impl Cursors {
                 ..Default::default()
             })),
         };
-        let stream = smq.io.new_stream();
-        // subscriptions deliver through `Take`, not the stream's queue
-        smq.io.drop_stream(stream);
+        let stream = smq.io.stream_id();
         smq.io.send(Call::Subscribe {
             broker: a.leader,
             stream,

@@ -256,11 +256,15 @@ impl Io {
         pending.waker.take()
     }
 
-    /// A fresh stream id with an (empty) queue for its items.
+    /// A fresh stream id (a subscription's: its records come through `Take`).
+    pub(crate) fn stream_id(&self) -> StreamId {
+        StreamId(Self::next_id(&mut self.lock()))
+    }
+
+    /// A fresh stream id with an (empty) queue for its items (a publish stream's).
     pub(crate) fn new_stream(&self) -> StreamId {
-        let mut state = self.lock();
-        let id = StreamId(Self::next_id(&mut state));
-        state.streams.insert(id, Queue::default());
+        let id = self.stream_id();
+        self.lock().streams.insert(id, Queue::default());
         id
     }
 
@@ -476,10 +480,5 @@ impl Executor {
                 }
             }
         }
-    }
-
-    /// Tasks not finished.
-    pub(crate) fn tasks(&self) -> usize {
-        self.tasks.len()
     }
 }

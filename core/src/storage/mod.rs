@@ -122,6 +122,20 @@ impl StorageCommand {
             | StorageCommand::WriteTopicConfig { token, .. } => *token,
         }
     }
+
+    /// The partition whose log the command changes, or `None` for a read or lookup. Such commands
+    /// must be carried out one at a time per partition, in the order they were emitted (a driver
+    /// gives each partition a writer); reads touch only completed data and may run at once.
+    pub fn changes_log_of(&self) -> Option<&TopicPartition> {
+        match self {
+            StorageCommand::CreatePartition { partition, .. }
+            | StorageCommand::DeletePartition { partition, .. }
+            | StorageCommand::Append { partition, .. }
+            | StorageCommand::TruncateBefore { partition, .. }
+            | StorageCommand::WriteTopicConfig { partition, .. } => Some(partition),
+            StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => None,
+        }
+    }
 }
 
 /// One batch of an append.
