@@ -75,6 +75,11 @@ pub struct Settings {
     /// Segment file size before a new one starts [default: 1073741824].
     #[arg(long, env = "KELP_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Threads writing the embedded logs; partitions are dealt to them in turn, and each fsyncs
+    /// its partitions one after another, once a round for all their acks=all appends (more help
+    /// on disks that flush in parallel) [default: 8].
+    #[arg(long, env = "KELP_LOG_WRITERS")]
+    pub log_writers: Option<usize>,
     /// Create unknown topics on Metadata and Produce [default: true].
     #[arg(long, env = "KELP_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -104,6 +109,7 @@ pub struct Resolved {
     pub fsync_acks_all: bool,
     pub flush_interval_ms: u64,
     pub segment_bytes: u64,
+    pub log_writers: usize,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub metrics_listen: Option<SocketAddr>,
@@ -251,6 +257,7 @@ impl Settings {
             fsync_acks_all: pick!(fsync_acks_all, true),
             flush_interval_ms: pick!(flush_interval_ms, 0),
             segment_bytes: pick!(segment_bytes, 1024 * 1024 * 1024),
+            log_writers: pick!(log_writers, 8).max(1),
             auto_create_topics: pick!(auto_create_topics, true),
             default_partitions,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),

@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
 /// A boxed, sendable future.
@@ -59,11 +58,6 @@ pub trait ByteWriter: Send {
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>>;
 }
 
-/// The blocking job was lost (it panicked).
-#[derive(Debug, thiserror::Error)]
-#[error("a blocking job panicked")]
-pub struct JobLost;
-
 /// The deadline passed first.
 #[derive(Debug, thiserror::Error)]
 #[error("timed out")]
@@ -87,18 +81,6 @@ impl Rt {
     /// Runs `job` where it may block, in the background.
     pub fn run_blocking(&self, job: impl FnOnce() + Send + 'static) {
         self.0.spawn_blocking(Box::new(job));
-    }
-
-    /// Runs `job` where it may block, and waits for its result.
-    pub async fn unblock<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, JobLost> {
-        let (tx, rx) = oneshot::channel();
-        self.0.spawn_blocking(Box::new(move || {
-            let _ = tx.send(job());
-        }));
-        rx.await.map_err(|_| JobLost)
     }
 
     /// Completes after `duration`.

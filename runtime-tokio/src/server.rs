@@ -2,7 +2,7 @@
 //!
 //! Concurrency model: one task owns the [`Gateway`] state machine and is the only place decisions
 //! are made; it never blocks. Each connection has a reader task (socket -> gateway events) and a
-//! writer task (gateway output -> socket). Storage work runs on per-partition writer tasks and the
+//! writer task (gateway output -> socket). Storage work runs on log writer threads and the
 //! blocking pool ([`crate::storage`]); its completions come back to the gateway task as events. So
 //! sockets, disks and the decision loop proceed on all cores, while the shared state has a single
 //! owner and needs no locks: ordering questions (dense offsets, high watermark before reads) are
@@ -14,7 +14,7 @@ use crate::disk::LocalDisk;
 use crate::metrics;
 use crate::runtime::{ByteReader, ByteWriter, Listener, Rt};
 use crate::smq::SmqStorage;
-use crate::storage::{Completion, Storage};
+use crate::storage::{Completion, Place, Storage};
 use bytes::{Bytes, BytesMut};
 use kelp_core::broker::metrics::StatsFormat;
 use kelp_core::broker::{Config, Gateway, Input, Now, Output};
@@ -155,15 +155,19 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
                 logs.push((p.partition.clone(), r.log));
                 partitions.push(r.partition);
             }
+            let place = Place {
+                disk,
+                data_dir: settings.data_dir.clone(),
+                segment_bytes: settings.segment_bytes,
+            };
             let storage = Storage::new(
                 rt.clone(),
-                disk,
-                settings.data_dir.clone(),
-                settings.segment_bytes,
+                place,
+                settings.log_writers,
                 max_decompressed,
                 logs,
                 done_tx,
-            );
+            )?;
             (Store::Local(storage), partitions)
         }
         Backend::Smq(smq) => {

@@ -1,17 +1,20 @@
-//! Performs the core's storage commands on the embedded log, on the runtime's blocking threads.
+//! Performs the core's storage commands on the embedded log.
 //!
-//! Commands that change a partition's log run on that partition's writer task, one at a time and in
-//! the order the core emitted them; partitions proceed in parallel. Reads and time lookups touch only
-//! data below the high watermark, which no writer changes, so they run at once on the blocking pool.
+//! Commands that change a partition's log go to the [`LogWriter`] thread that owns the partition,
+//! which performs them in the order the core emitted them, a round of queued commands at a time
+//! with one fsync a partition a round; partitions are dealt to the writers in turn. Reads and time
+//! lookups touch only data below the high watermark, which no writer changes, so they run at once
+//! on the runtime's blocking pool.
 
 use crate::runtime::Rt;
 use kelp_core::storage::disk::Disk;
 use kelp_core::storage::file_log::{self, PartitionLog, partition_dir};
+use kelp_core::storage::writer::LogWriter;
 use kelp_core::storage::{StorageCommand, StorageCompletion, StorageError, StorageToken};
 use kelp_core::types::TopicPartition;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc as sync_mpsc};
 use tokio::sync::{mpsc, oneshot};
 
 /// A storage command's result, delivered to the gateway loop.
@@ -22,76 +25,87 @@ enum Job {
     Flush(oneshot::Sender<()>),
 }
 
-/// Where the logs are, shared by the driver, its writers and its reads.
-struct Place {
-    disk: Arc<dyn Disk>,
-    data_dir: PathBuf,
-    segment_bytes: u64,
+/// Where the logs are.
+#[derive(Clone)]
+pub struct Place {
+    /// The file system.
+    pub disk: Arc<dyn Disk>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where segments roll.
+    pub segment_bytes: u64,
 }
+
+/// Most commands a writer takes into one round (more wait for the next).
+const ROUND_COMMANDS: usize = 1024;
 
 /// The embedded log driver.
 pub struct Storage {
     rt: Rt,
-    place: Arc<Place>,
+    place: Place,
     max_decompressed: usize,
-    writers: HashMap<TopicPartition, mpsc::UnboundedSender<Job>>,
+    writers: Vec<sync_mpsc::Sender<Job>>,
+    /// The writer of each partition, by index into `writers`.
+    owners: HashMap<TopicPartition, usize>,
     done: mpsc::UnboundedSender<Completion>,
 }
 
 impl Storage {
-    /// A driver over `data_dir`, starting a writer for every recovered partition log.
+    /// A driver over `place` with `writers` writer threads (at least one), dealing the recovered
+    /// partition logs among them.
     pub fn new(
         rt: Rt,
-        disk: Arc<dyn Disk>,
-        data_dir: PathBuf,
-        segment_bytes: u64,
+        place: Place,
+        writers: usize,
         max_decompressed: usize,
         recovered: Vec<(TopicPartition, PartitionLog)>,
         done: mpsc::UnboundedSender<Completion>,
-    ) -> Storage {
-        let mut storage = Storage {
-            rt,
-            place: Arc::new(Place {
-                disk,
-                data_dir,
-                segment_bytes,
-            }),
-            max_decompressed,
-            writers: HashMap::new(),
-            done,
-        };
-        for (tp, log) in recovered {
-            storage.spawn_writer(tp, Some(log));
+    ) -> std::io::Result<Storage> {
+        let mut logs: Vec<LogWriter> = (0..writers.max(1))
+            .map(|_| {
+                LogWriter::new(
+                    place.disk.clone(),
+                    place.data_dir.clone(),
+                    place.segment_bytes,
+                )
+            })
+            .collect();
+        let mut owners = HashMap::new();
+        for (i, (tp, log)) in recovered.into_iter().enumerate() {
+            let owner = i % logs.len();
+            logs[owner].adopt(tp.clone(), log);
+            owners.insert(tp, owner);
         }
-        storage
-    }
-
-    fn spawn_writer(
-        &mut self,
-        tp: TopicPartition,
-        log: Option<PartitionLog>,
-    ) -> mpsc::UnboundedSender<Job> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.rt.spawn(writer(
-            self.rt.clone(),
-            self.place.clone(),
-            tp.clone(),
-            log,
-            rx,
-            self.done.clone(),
-        ));
-        self.writers.insert(tp, tx.clone());
-        tx
+        let mut senders = Vec::new();
+        for (i, log) in logs.into_iter().enumerate() {
+            let (tx, rx) = sync_mpsc::channel();
+            let done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("kelp-log-{i}"))
+                .spawn(move || write_rounds(log, rx, done))?;
+            senders.push(tx);
+        }
+        Ok(Storage {
+            rt,
+            place,
+            max_decompressed,
+            writers: senders,
+            owners,
+            done,
+        })
     }
 
     /// Starts `command`; its completion arrives on the channel given to [`Storage::new`].
     pub fn submit(&mut self, command: StorageCommand) {
-        if let Some(tp) = command.changes_log_of().cloned() {
-            let tx = match self.writers.get(&tp) {
-                Some(tx) => tx.clone(),
-                None => self.spawn_writer(tp, None),
-            };
-            let _ = tx.send(Job::Command(command));
+        if let Some(tp) = command.changes_log_of() {
+            let next = self.owners.len() % self.writers.len();
+            let owner = *self.owners.entry(tp.clone()).or_insert(next);
+            let token = command.token();
+            if self.writers[owner].send(Job::Command(command)).is_err() {
+                tracing::error!(writer = owner, "storage writer thread is gone");
+                let gone = StorageError::Io("storage writer thread is gone".into());
+                let _ = self.done.send((token, StorageCompletion::Failed(gone)));
+            }
             return;
         }
         match command {
@@ -105,9 +119,9 @@ impl Storage {
             } => {
                 let dir = partition_dir(&self.place.data_dir, &partition);
                 let done = self.done.clone();
-                let place = self.place.clone();
+                let disk = self.place.disk.clone();
                 self.rt.run_blocking(move || {
-                    let result = file_log::read(&*place.disk, &dir, offset, from, max_bytes, end);
+                    let result = file_log::read(&*disk, &dir, offset, from, max_bytes, end);
                     let _ = done.send((token, StorageCompletion::of_read(result)));
                 });
             }
@@ -121,9 +135,9 @@ impl Storage {
                 let dir = partition_dir(&self.place.data_dir, &partition);
                 let done = self.done.clone();
                 let max = self.max_decompressed;
-                let place = self.place.clone();
+                let disk = self.place.disk.clone();
                 self.rt.run_blocking(move || {
-                    let result = file_log::find_time(&*place.disk, &dir, timestamp, from, end, max);
+                    let result = file_log::find_time(&*disk, &dir, timestamp, from, end, max);
                     let _ = done.send((token, StorageCompletion::of_lookup(result)));
                 });
             }
@@ -135,7 +149,7 @@ impl Storage {
     /// Makes everything written durable: interval flush and shutdown.
     pub async fn flush_all(&self) {
         let mut waits = Vec::new();
-        for tx in self.writers.values() {
+        for tx in &self.writers {
             let (done, wait) = oneshot::channel();
             if tx.send(Job::Flush(done)).is_ok() {
                 waits.push(wait);
@@ -147,89 +161,33 @@ impl Storage {
     }
 }
 
-/// One partition's writer: performs its mutating commands in order.
-async fn writer(
-    rt: Rt,
-    place: Arc<Place>,
-    tp: TopicPartition,
-    mut log: Option<PartitionLog>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+/// A writer thread: waits for a command, takes every other one queued behind it (up to
+/// [`ROUND_COMMANDS`]) and performs them as one round. Ends when the driver is dropped.
+fn write_rounds(
+    mut log: LogWriter,
+    jobs: sync_mpsc::Receiver<Job>,
     done: mpsc::UnboundedSender<Completion>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let tp = tp.clone();
-        let place = place.clone();
-        let (back, result) = match rt.unblock(move || perform(&place, job, log, &tp)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "storage writer task failed");
-                return;
+    let mut report = |token, completion| {
+        let _ = done.send((token, completion));
+    };
+    let mut round = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        let mut flushes = Vec::new();
+        for job in std::iter::once(first).chain(jobs.try_iter().take(ROUND_COMMANDS - 1)) {
+            match job {
+                Job::Command(c) => round.push(c),
+                Job::Flush(reply) => flushes.push(reply),
             }
-        };
-        log = back;
-        if let Some(completion) = result {
-            let _ = done.send(completion);
         }
-    }
-}
-
-fn perform(
-    place: &Place,
-    job: Job,
-    mut log: Option<PartitionLog>,
-    tp: &TopicPartition,
-) -> (Option<PartitionLog>, Option<Completion>) {
-    let (disk, data_dir) = (&place.disk, place.data_dir.as_path());
-    let command = match job {
-        Job::Flush(reply) => {
-            if let Some(l) = &log
-                && let Err(e) = l.flush()
-            {
+        log.perform_round(round.drain(..), &mut report);
+        if !flushes.is_empty() {
+            for (tp, e) in log.flush() {
                 tracing::error!(partition = %tp, error = %e, "flush failed");
             }
-            let _ = reply.send(());
-            return (log, None);
+            for reply in flushes {
+                let _ = reply.send(());
+            }
         }
-        Job::Command(c) => c,
-    };
-    let token = command.token();
-    let completion = match command {
-        StorageCommand::CreatePartition { .. } => match &log {
-            Some(_) => StorageCompletion::Done,
-            None => match PartitionLog::create(disk.clone(), data_dir, tp, place.segment_bytes) {
-                Ok(l) => {
-                    log = Some(l);
-                    StorageCompletion::Done
-                }
-                Err(e) => StorageCompletion::Failed(e),
-            },
-        },
-        StorageCommand::DeletePartition { .. } => {
-            log = None;
-            file_log::delete_partition(&**disk, data_dir, tp)
-                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
-        }
-        StorageCommand::Append { batches, sync, .. } => match &mut log {
-            Some(l) => l
-                .append(&batches, sync)
-                .map_or_else(StorageCompletion::Failed, |position| {
-                    StorageCompletion::Appended { position }
-                }),
-            None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
-        },
-        StorageCommand::TruncateBefore { offset, .. } => match &mut log {
-            Some(l) => l
-                .truncate_before(offset)
-                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done),
-            None => StorageCompletion::Failed(StorageError::UnknownPartition(tp.to_string())),
-        },
-        StorageCommand::WriteTopicConfig { entries, .. } => {
-            file_log::write_topic_config(&**disk, data_dir, tp, &entries)
-                .map_or_else(StorageCompletion::Failed, |()| StorageCompletion::Done)
-        }
-        StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
-            StorageCompletion::Failed(StorageError::Io("reads do not go through writers".into()))
-        }
-    };
-    (log, Some((token, completion)))
+    }
 }

@@ -3,7 +3,7 @@
 //! The embedded log's logic ([`super::file_log`]: segments, rolling, recovery, reads) is written
 //! against [`Disk`], so it lives here once for every runtime, and a test can run it on a disk double
 //! that keeps written bytes apart from durable ones. Every call blocks: runtimes call the log from
-//! threads that may block (tokio's and smol's blocking pools).
+//! threads that may block (log writer threads, tokio's and smol's blocking pools).
 
 use std::io;
 use std::path::Path;

@@ -15,7 +15,7 @@ use super::log::{
     parse_segment_file_name, producer_snapshot_file_name, scan_segment, segment_file_name,
     select_batches,
 };
-use super::{AppendBatch, RecoveredPartition, StorageError};
+use super::{AppendBatch, RecoveredPartition, StorageError, StoredProducerBatch};
 use crate::codec::KStr;
 use crate::ledger::{IndexEntry, OffsetLedger};
 use crate::producer::ProducerHistory;
@@ -64,6 +64,19 @@ pub struct PartitionLog {
     /// Idempotent producers' last batches, written to `<base>.producers` when a segment is closed
     /// so that recovery need not read closed segments to rebuild it.
     producers: ProducerHistory,
+}
+
+/// An append written to the active segment but not yet part of the log (see
+/// [`PartitionLog::stage`]): what its commit records, read from the batches' headers.
+#[must_use = "a staged append is committed or abandoned"]
+#[derive(Debug)]
+pub struct Staged {
+    position: LogPosition,
+    bytes: u64,
+    records: i64,
+    max_timestamp: i64,
+    next_offset: Offset,
+    producers: Vec<StoredProducerBatch>,
 }
 
 /// A partition log found on disk, with what the core needs of it.
@@ -262,60 +275,92 @@ impl PartitionLog {
         batches: &[AppendBatch],
         sync: bool,
     ) -> Result<LogPosition, StorageError> {
+        let staged = self.stage(batches)?;
+        if sync && let Err(e) = self.flush() {
+            self.abandon(staged);
+            return Err(e);
+        }
+        Ok(self.commit(staged, sync))
+    }
+
+    /// Writes batches after the log's end without making them part of the log: [`Self::commit`]
+    /// does that (after the caller's [`Self::flush`], for a durable append) and
+    /// [`Self::abandon`] cuts them off. Splitting the two lets one writer stage the appends of many
+    /// partitions and fsync each once for all of them. Nothing else may change this log between
+    /// the stage and its commit or abandon. On error the file is already cut back.
+    pub fn stage(&mut self, batches: &[AppendBatch]) -> Result<Staged, StorageError> {
         let Some(first) = batches.first() else {
-            return Ok(LogPosition {
-                segment: *self.segments.last().unwrap_or(&Offset(0)),
-                byte: self.active_len,
+            return Ok(Staged {
+                position: self.end_position(),
+                bytes: 0,
+                records: 0,
+                max_timestamp: -1,
+                next_offset: self.next_offset,
+                producers: Vec::new(),
             });
         };
         if self.active_len >= self.segment_bytes && self.active_len > 0 {
             self.roll(first.base_offset)?;
         }
-        let position = LogPosition {
-            segment: *self.segments.last().unwrap_or(&Offset(0)),
-            byte: self.active_len,
-        };
-        let written = write_batches(&*self.active, self.active_len, batches).and_then(|n| {
-            if sync {
-                self.active.sync().map(|()| n)
-            } else {
-                Ok(n)
-            }
-        });
-        let written = match written {
+        let position = self.end_position();
+        let bytes = match write_batches(&*self.active, self.active_len, batches) {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.active.set_len(self.active_len);
                 return Err(io_err(e));
             }
         };
-        let records: i64 = batches
-            .iter()
-            .map(|b| i64::from(be_i32(&b.bytes, 57)))
-            .sum();
-        let max_ts = batches
-            .iter()
-            .map(|b| be_i64(&b.bytes, 35))
-            .max()
-            .unwrap_or(-1);
+        let last = batches.last().unwrap_or(first);
+        Ok(Staged {
+            position,
+            bytes,
+            records: batches
+                .iter()
+                .map(|b| i64::from(be_i32(&b.bytes, 57)))
+                .sum(),
+            max_timestamp: batches
+                .iter()
+                .map(|b| be_i64(&b.bytes, 35))
+                .max()
+                .unwrap_or(-1),
+            next_offset: last.base_offset.plus(i64::from(be_i32(&last.bytes, 57))),
+            producers: batches
+                .iter()
+                .map(|b| {
+                    (
+                        be_i64(&b.bytes, 43),
+                        be_i16(&b.bytes, 51),
+                        be_i32(&b.bytes, 53),
+                        be_i32(&b.bytes, 57),
+                        b.base_offset,
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Makes a staged append part of the log (`synced`: the caller fsynced it); returns where its
+    /// first batch starts.
+    pub fn commit(&mut self, staged: Staged, synced: bool) -> LogPosition {
+        if staged.bytes == 0 {
+            return staged.position;
+        }
         if self
             .active_index
-            .begin_append(records.max(1) as u64, written, TimestampMs(max_ts))
+            .begin_append(
+                staged.records.max(1) as u64,
+                staged.bytes,
+                TimestampMs(staged.max_timestamp),
+            )
             .is_ok()
         {
-            let _ = self.active_index.complete_append(position);
+            let _ = self.active_index.complete_append(staged.position);
         }
-        for b in batches {
-            let (pid, epoch, first) = (
-                be_i64(&b.bytes, 43),
-                be_i16(&b.bytes, 51),
-                be_i32(&b.bytes, 53),
-            );
-            self.producers
-                .record(pid, epoch, first, be_i32(&b.bytes, 57), b.base_offset);
+        for (pid, epoch, first, count, base) in staged.producers {
+            self.producers.record(pid, epoch, first, count, base);
         }
-        self.active_len += written;
-        if sync {
+        self.active_len += staged.bytes;
+        if synced {
             self.written_back = self.active_len;
         } else if self.active_len - self.written_back >= WRITEBACK_BYTES {
             // a hint: if it fails, the kernel's own writeback still comes
@@ -324,11 +369,22 @@ impl PartitionLog {
                 .start_writeback(self.written_back, self.active_len - self.written_back);
             self.written_back = self.active_len;
         }
-        if let Some(last) = batches.last() {
-            let count = i32::from_be_bytes(last.bytes[57..61].try_into().unwrap_or([0; 4]));
-            self.next_offset = last.base_offset.plus(i64::from(count));
+        self.next_offset = staged.next_offset;
+        staged.position
+    }
+
+    /// Cuts a staged append off the file (its fsync failed): the log is as before the stage.
+    pub fn abandon(&mut self, staged: Staged) {
+        if staged.bytes > 0 {
+            let _ = self.active.set_len(self.active_len);
         }
-        Ok(position)
+    }
+
+    fn end_position(&self) -> LogPosition {
+        LogPosition {
+            segment: *self.segments.last().unwrap_or(&Offset(0)),
+            byte: self.active_len,
+        }
     }
 
     fn roll(&mut self, base: Offset) -> Result<(), StorageError> {
@@ -695,208 +751,11 @@ pub fn delete_partition(
 #[cfg(test)]
 mod tests {
     //! The log on a disk double that keeps written bytes apart from synced ones and can "lose
-    //! power": every file falls back to what was synced, plus a torn part of what was not.
+    //! power" (see [`super::super::test_disk`]).
     use super::*;
     use crate::codec::compression::Compression;
     use crate::codec::record_batch::{BatchHeader, NewRecord, encode_batch};
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct FileState {
-        written: Vec<u8>,
-        synced: Vec<u8>,
-        /// The ranges whose writeback was started, in order.
-        written_back: Vec<(u64, u64)>,
-    }
-
-    #[derive(Clone)]
-    struct MemFile(Arc<Mutex<FileState>>);
-
-    impl MemFile {
-        fn state(&self) -> std::sync::MutexGuard<'_, FileState> {
-            self.0.lock().unwrap_or_else(|e| e.into_inner())
-        }
-    }
-
-    impl DiskFile for MemFile {
-        fn size(&self) -> io::Result<u64> {
-            Ok(self.state().written.len() as u64)
-        }
-
-        fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
-            let s = self.state();
-            let from = (at as usize).min(s.written.len());
-            let n = buf.len().min(s.written.len() - from);
-            buf[..n].copy_from_slice(&s.written[from..from + n]);
-            Ok(n)
-        }
-
-        fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()> {
-            let mut s = self.state();
-            let end = at as usize + bytes.len();
-            if s.written.len() < end {
-                s.written.resize(end, 0);
-            }
-            s.written[at as usize..end].copy_from_slice(bytes);
-            Ok(())
-        }
-
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.state().written.resize(len as usize, 0);
-            Ok(())
-        }
-
-        fn sync(&self) -> io::Result<()> {
-            let mut s = self.state();
-            s.synced = s.written.clone();
-            Ok(())
-        }
-
-        fn start_writeback(&self, at: u64, len: u64) -> io::Result<()> {
-            self.state().written_back.push((at, len));
-            Ok(())
-        }
-    }
-
-    /// Files by path; directories are implied by their files (directory entries count as durable
-    /// at once: the double tests the data, not the names).
-    #[derive(Default)]
-    struct MemDisk(Mutex<HashMap<PathBuf, MemFile>>);
-
-    impl MemDisk {
-        fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, MemFile>> {
-            self.0.lock().unwrap_or_else(|e| e.into_inner())
-        }
-
-        /// A power cut: each file keeps what was synced, and of what was written after, a prefix
-        /// whose length `torn` picks (0: none of it).
-        fn crash(&self, mut torn: impl FnMut(usize) -> usize) {
-            for f in self.files().values() {
-                let mut s = f.state();
-                let FileState {
-                    written, synced, ..
-                } = &mut *s;
-                let mut kept = synced.clone();
-                if written.len() > kept.len() && written.starts_with(&kept[..]) {
-                    let extra = torn(written.len() - kept.len());
-                    kept.extend_from_slice(&written[synced.len()..synced.len() + extra]);
-                }
-                *written = kept;
-            }
-        }
-    }
-
-    impl Disk for MemDisk {
-        fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
-            Ok(())
-        }
-
-        fn list(&self, dir: &Path) -> io::Result<Vec<(String, bool)>> {
-            let mut names: Vec<(String, bool)> = Vec::new();
-            for path in self.files().keys() {
-                if let Ok(rest) = path.strip_prefix(dir)
-                    && let Some(first) = rest.components().next()
-                {
-                    let name = first.as_os_str().to_string_lossy().into_owned();
-                    let is_dir = rest.components().count() > 1;
-                    if !names.iter().any(|(n, _)| *n == name) {
-                        names.push((name, is_dir));
-                    }
-                }
-            }
-            Ok(names)
-        }
-
-        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-            match self.files().get(path) {
-                Some(f) => Ok(f.state().written.clone()),
-                None => Err(io::ErrorKind::NotFound.into()),
-            }
-        }
-
-        fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-            let f = MemFile(Arc::default());
-            f.write_all_at(bytes, 0)?;
-            f.sync()?;
-            self.files().insert(path.to_path_buf(), f);
-            Ok(())
-        }
-
-        fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>> {
-            let mut files = self.files();
-            match files.get(path) {
-                Some(f) => Ok(Box::new(f.clone())),
-                None if create => {
-                    let f = MemFile(Arc::default());
-                    files.insert(path.to_path_buf(), f.clone());
-                    Ok(Box::new(f))
-                }
-                None => Err(io::ErrorKind::NotFound.into()),
-            }
-        }
-
-        fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
-            Ok(())
-        }
-
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            match self.files().remove(path) {
-                Some(_) => Ok(()),
-                None => Err(io::ErrorKind::NotFound.into()),
-            }
-        }
-
-        fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-            self.files().retain(|p, _| !p.starts_with(dir));
-            Ok(())
-        }
-    }
-
-    fn batch(records: usize, tag: u64) -> Bytes {
-        let records: Vec<NewRecord> = (0..records)
-            .map(|i| NewRecord {
-                timestamp_delta: i as i64,
-                value: Some(Bytes::from(format!("{tag}-{i}"))),
-                ..Default::default()
-            })
-            .collect();
-        let header = BatchHeader {
-            base_timestamp: 1_000 + tag as i64,
-            max_timestamp: 1_000 + tag as i64,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            ..Default::default()
-        };
-        encode_batch(&header, Compression::None, &records).expect("encodes")
-    }
-
-    /// The base offsets of the batches read from offset 0 on.
-    fn read_bases(disk: &dyn Disk, dir: &Path, end: Offset) -> Vec<i64> {
-        let mut bases = Vec::new();
-        let mut at = Offset(0);
-        let from = LogPosition {
-            segment: Offset(0),
-            byte: 0,
-        };
-        while at < end {
-            let bytes = read(disk, dir, at, from, 1 << 20, end).expect("reads");
-            let before = bases.len();
-            for b in crate::codec::record_batch::Batches::new(bytes) {
-                let h = b.expect("a whole batch").header().clone();
-                if h.base_offset >= at.0 {
-                    bases.push(h.base_offset);
-                    at = Offset(h.base_offset + i64::from(h.last_offset_delta) + 1);
-                }
-            }
-            if bases.len() == before {
-                break;
-            }
-        }
-        bases
-    }
-
+    use crate::storage::test_disk::{MemDisk, batch, read_bases};
     /// One append of batches below and above the staging size: each lands with its own offset,
     /// back to back, and recovery finds them all.
     #[test]

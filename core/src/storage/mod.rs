@@ -15,6 +15,10 @@ pub mod disk;
 pub mod file_log;
 pub mod log;
 pub mod memory;
+pub mod writer;
+
+#[cfg(test)]
+mod test_disk;
 
 use crate::types::{LogPosition, Offset, TimestampMs, TopicPartition};
 use bytes::Bytes;
