@@ -751,11 +751,11 @@ pub fn delete_partition(
 #[cfg(test)]
 mod tests {
     //! The log on a disk double that keeps written bytes apart from synced ones and can "lose
-    //! power" (see [`super::super::test_disk`]).
+    //! power" (see [`crate::storage::tests`]).
     use super::*;
     use crate::codec::compression::Compression;
     use crate::codec::record_batch::{BatchHeader, NewRecord, encode_batch};
-    use crate::storage::test_disk::{MemDisk, batch, read_bases};
+    use crate::storage::tests::{MemDisk, batch, read_bases};
     /// One append of batches below and above the staging size: each lands with its own offset,
     /// back to back, and recovery finds them all.
     #[test]

@@ -18,7 +18,7 @@ pub mod memory;
 pub mod writer;
 
 #[cfg(test)]
-mod test_disk;
+mod tests;
 
 use crate::types::{LogPosition, Offset, TimestampMs, TopicPartition};
 use bytes::Bytes;

@@ -185,7 +185,7 @@ mod tests {
     use crate::storage::AppendBatch;
     use crate::storage::file_log::partition_dir;
     use crate::storage::log::segment_file_name;
-    use crate::storage::test_disk::{MemDisk, MemFile, batch, read_bases};
+    use crate::storage::tests::{MemDisk, MemFile, batch, read_bases};
     use crate::types::Offset;
     use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! A disk double for the storage tests: it keeps written bytes apart from synced ones, can "lose
-//! power" (every file falls back to what was synced, plus a torn part of what was not) and can
-//! fail syncs.
+//! What the storage tests share: a disk double that keeps written bytes apart from synced ones,
+//! can "lose power" (every file falls back to what was synced, plus a torn part of what was not)
+//! and can fail syncs; batches to append; reading the log back.
 
 use super::disk::{Disk, DiskFile};
 use super::file_log::read;
