@@ -2,7 +2,8 @@
 //! with one fsync per partition per round.
 //!
 //! Why rounds: an acks=all append is answered only after its fsync, and each fsync costs a device
-//! flush (plus, on ext4, a journal commit) whatever it carries. A writer that owns several
+//! flush plus the file's metadata (on ext4 a journal commit, or without a journal a synchronous
+//! inode write) whatever it carries. A writer that owns several
 //! partitions takes every command queued for them at once, writes every append, and only then
 //! fsyncs each partition that has a durable append waiting, so one thread wake-up and one fsync a
 //! partition serve all the producers of the round.
