@@ -3,13 +3,13 @@
 //!
 //! What it decides, sans-IO like the rest of the core:
 //! - one writer task per Kafka partition performs its mutating commands in the core's order. An
-//!   append is published on the partition's publish stream ([`publisher`]), every ack checked
+//!   append is published on the partition's publish stream (`publisher`), every ack checked
 //!   against the offsets the ledger assigned; then its ledger entries go to
 //!   `kafka-system/offset-mappings` (its own publisher), and only then does the append complete.
 //!   Offsets SMQ lost are filled, records it stored without acking them are adopted;
 //! - reads and time lookups run at once as their own tasks, through a partition's subscription
-//!   ([`cursor`]) or `FetchMessage`;
-//! - at start-up, [`restore`] rebuilds the partitions from the ledger topic.
+//!   (`cursor`) or `FetchMessage`;
+//! - at start-up, `restore` rebuilds the partitions from the ledger topic.
 //!
 //! These procedures are long sequences of calls with retries and backoffs, so they are written as
 //! `async` code: the compiler turns each into a state machine, and a small executor polls them
@@ -20,10 +20,6 @@
 //! Driving it: after [`SmqBackend::new`] and after every `submit`/`handle_*` call, drain
 //! [`SmqBackend::poll_output`] (make the calls, hand the completions to the gateway), then sleep no
 //! later than [`SmqBackend::poll_timeout`] and call [`SmqBackend::handle_timeout`].
-//!
-//! [`publisher`]: super::publisher
-//! [`cursor`]: super::cursor
-//! [`restore`]: super::restore
 
 use super::client::Smq;
 use super::cursor::Cursors;

@@ -4,7 +4,7 @@
 //! The procedures in [`super::backend`] are `async` code, but nothing here waits on a socket or a
 //! clock: a call is an output with a [`CallId`], and its future completes when the runtime feeds
 //! the reply back; a sleep completes when the time fed in reaches its deadline. All of it lives in
-//! one [`IoState`] behind a lock that is never held while a task is polled or woken.
+//! one `IoState` behind a lock that is never held while a task is polled or woken.
 
 use super::messaging_pb::{
     BrokerPartitionAssignment, ConfigureTopicRequest, DataMessage, FetchMessageRequest,

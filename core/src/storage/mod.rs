@@ -229,7 +229,7 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// What recovery found for one partition at start-up (see [`log::recover_segment`]).
+/// What recovery found for one partition at start-up (see [`file_log::PartitionLog::recover`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveredPartition {
     /// The partition.
