@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, Kelp, free_port};
+use common::{Client, Kelp, free_port, listening};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ fn metrics_and_stats_show_requests_and_watermarks() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let kelp = Kelp::start_with(dir.path(), free_port(), &["--metrics-listen", &metrics]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&metrics).is_err() {
+    while !listening(&metrics) {
         assert!(
             Instant::now() < deadline,
             "the metrics endpoint did not open"

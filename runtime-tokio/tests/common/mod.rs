@@ -54,7 +54,7 @@ impl Kelp {
             .spawn()
             .expect("start kelp");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
+        while !listening(addr) {
             assert!(Instant::now() < deadline, "kelp did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -121,6 +121,13 @@ pub fn smq_backend(dir: &std::path::Path) -> Vec<String> {
 /// parallel and a test's gateway leaves its port free between a kill and the restart: without the
 /// memory, the kernel may give the same port to another test, whose client then talks to (and is
 /// reset by) the wrong gateway.
+/// Whether something listens on `addr`. A connection to oneself does not count: with nothing
+/// listening on a port of the ephemeral range, Linux may pick that very port as the source and
+/// "connect" the socket to itself, which once made a test go on before the gateway was up.
+pub fn listening(addr: impl std::net::ToSocketAddrs) -> bool {
+    TcpStream::connect(addr).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
