@@ -755,7 +755,7 @@ mod tests {
     use super::*;
     use crate::codec::compression::Compression;
     use crate::codec::record_batch::{BatchHeader, NewRecord, encode_batch};
-    use crate::storage::tests::{MemDisk, batch, read_bases};
+    use crate::storage::tests::{MemDisk, batch, read_bases, seeded};
     /// One append of batches below and above the staging size: each lands with its own offset,
     /// back to back, and recovery finds them all.
     #[test]
@@ -867,15 +867,7 @@ mod tests {
         };
         let data = Path::new("/data");
         for seed in 0..300u64 {
-            let mut rng = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let mut next = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
+            let mut next = seeded(seed);
             let disk = Arc::new(MemDisk::default());
             let mut log = PartitionLog::create(disk.clone(), data, &tp, 600).expect("creates");
             let mut synced_end = Offset(0);
@@ -883,7 +875,7 @@ mod tests {
             for k in 0..(next() % 12) {
                 let records = 1 + (next() % 5) as usize;
                 let base = log.next_offset();
-                let sync = next() % 2 == 0;
+                let sync = next().is_multiple_of(2);
                 log.append(
                     &[AppendBatch {
                         base_offset: base,

@@ -215,3 +215,16 @@ pub fn read_bases(disk: &dyn Disk, dir: &Path, end: Offset) -> Vec<i64> {
     }
     bases
 }
+
+/// A small deterministic random source (xorshift) for the seeded crash tests.
+pub fn seeded(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    }
+}

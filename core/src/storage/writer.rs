@@ -186,7 +186,7 @@ mod tests {
     use crate::storage::AppendBatch;
     use crate::storage::file_log::partition_dir;
     use crate::storage::log::segment_file_name;
-    use crate::storage::tests::{MemDisk, MemFile, batch, read_bases};
+    use crate::storage::tests::{MemDisk, MemFile, batch, read_bases, seeded};
     use crate::types::Offset;
     use std::path::Path;
 
@@ -371,15 +371,7 @@ mod tests {
     #[test]
     fn acknowledged_durable_appends_survive_a_power_cut_after_random_rounds() {
         for seed in 0..200u64 {
-            let mut rng = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let mut next = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
+            let mut next = seeded(seed);
             let disk = Arc::new(MemDisk::default());
             let mut w = LogWriter::new(disk.clone(), PathBuf::from(DATA), 600);
             w.perform_round(
@@ -397,7 +389,7 @@ mod tests {
             let mut token = 100;
             for _ in 0..(next() % 10) {
                 for p in 0..3 {
-                    let failing = next() % 5 == 0;
+                    let failing = next().is_multiple_of(5);
                     let dir = partition_dir(Path::new(DATA), &tp(p));
                     for (path, file) in disk.files().iter() {
                         if path.starts_with(&dir) {
@@ -408,10 +400,10 @@ mod tests {
                 let mut round = Vec::new();
                 let mut sent = std::collections::HashMap::new();
                 for p in 0..3 {
-                    if next() % 3 == 0 {
+                    if next().is_multiple_of(3) {
                         continue;
                     }
-                    let (records, sync) = (1 + (next() % 4) as usize, next() % 2 == 0);
+                    let (records, sync) = (1 + (next() % 4) as usize, next().is_multiple_of(2));
                     token += 1;
                     round.push(append(token, p, next_offset[p as usize], records, sync));
                     sent.insert(token, (p as usize, records as i64, sync));
