@@ -18,6 +18,7 @@ import collections
 import datetime
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def main():
     (args.out_dir / f"{stem}.md").write_text(text)
     print(text)
     harness.say(f"wrote {args.out_dir / stem}.{{md,svg,folded}}")
-    subprocess.run(["rm", "-rf", str(work)])
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
