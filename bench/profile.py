@@ -86,8 +86,9 @@ def report(args, binary, result, cpu_s, wall_s, summary, stem):
         "",
         f"Flame graph: `{stem}.svg` (collapsed stacks: `{stem}.folded`, not kept in git).",
         "",
-        "Threads: `kelp` is the main one, where the gateway's core runs; `tokio-rt-worker` "
-        "the sockets; `kelp-log-N` the log writers (`--log-writers`), which write and fsync.",
+        "Threads: the runtime's workers (`tokio-rt-worker`; in kelp-smol `kelp-smol-N` and the main "
+        "thread) run the gateway's loop, its core and the sockets; `kelp-log-N` are the log writers "
+        "(`--log-writers`), which write and fsync.",
         "",
         "| thread | share |",
         "|---|---|",

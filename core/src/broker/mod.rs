@@ -593,7 +593,7 @@ impl Gateway {
             },
             body,
         };
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(frame_capacity(&response.body));
         match encode_frame(&mut buf, |b| response.encode(b, version)) {
             Ok(()) => self.finish(key, frame_len, Some(buf.freeze())),
             // Only values Kelp built itself are encoded here; failing means a bug, not bad input.
@@ -693,6 +693,34 @@ impl Gateway {
         for key in due {
             self.rerun_fetch(key);
         }
+    }
+}
+
+/// Bytes to reserve for a response's frame. A fetch response is mostly its record batches: a
+/// buffer that grew to megabytes by doubling would have copied them about once more on the way
+/// (and a consumer's fetch is often several megabytes). The rest of any response is small, and an
+/// estimate that falls short costs one more doubling, nothing else.
+fn frame_capacity(body: &ResponseBody) -> usize {
+    /// Frame size, header, and a response's fixed fields.
+    const FIXED: usize = 64;
+    /// A topic's or a partition's fields besides its name and records (ids, offsets, epochs).
+    const PER_ENTRY: usize = 96;
+    match body {
+        ResponseBody::Fetch(f) => {
+            FIXED
+                + f.responses
+                    .iter()
+                    .map(|t| {
+                        PER_ENTRY
+                            + t.topic.len()
+                            + t.partitions
+                                .iter()
+                                .map(|p| PER_ENTRY + p.records.as_ref().map_or(0, Bytes::len))
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>()
+        }
+        _ => 256,
     }
 }
 

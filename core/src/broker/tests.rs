@@ -1668,3 +1668,56 @@ fn interleaved_producers_get_dense_unique_offsets_whatever_the_completion_order(
         }
     }
 }
+
+/// A fetch response's frame fits the buffer reserved for it, at every version, so its record
+/// batches are copied into it once (the fields of Kelp's own answers, aborted transactions
+/// included for read_committed, stay within the per-entry allowance).
+#[test]
+fn a_fetch_frame_fits_the_buffer_reserved_for_it() {
+    use crate::api::fetch::FetchResponse;
+    use crate::api::fetch::response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+    let partition = |i: i32, len: usize| PartitionData {
+        partition_index: i,
+        high_watermark: 1 << 40,
+        last_stable_offset: 1 << 40,
+        log_start_offset: 1 << 30,
+        aborted_transactions: Some(vec![AbortedTransaction::default()]),
+        records: Some(Bytes::from(vec![7u8; len])),
+        ..Default::default()
+    };
+    let body = ResponseBody::Fetch(FetchResponse {
+        responses: vec![
+            FetchableTopicResponse {
+                topic: KStr::from("a-topic-with-a-rather-long-name-for-a-fetch"),
+                partitions: vec![partition(0, 1 << 20), partition(1, 0), partition(2, 300)],
+                ..Default::default()
+            },
+            FetchableTopicResponse {
+                topic: KStr::from("t"),
+                partitions: (0..50).map(|i| partition(i, 100)).collect(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    });
+    let capacity = frame_capacity(&body);
+    let fetch = ApiKey::Fetch.versions();
+    for version in fetch.min..=fetch.max {
+        let response = Response {
+            header: ResponseHeader {
+                correlation_id: 1,
+                unknown_tagged_fields: Vec::new(),
+            },
+            body: body.clone(),
+        };
+        let mut buf = BytesMut::new();
+        encode_frame::<CodecError>(&mut buf, |b| response.encode(b, version)).unwrap();
+        assert!(
+            buf.len() <= capacity,
+            "v{version}: {} bytes, {capacity} reserved",
+            buf.len()
+        );
+        // and the reserve is an estimate, not a multiple
+        assert!(capacity - buf.len() < 16 * 1024, "v{version}");
+    }
+}
