@@ -110,7 +110,9 @@ def latency(bootstrap, topic, rate, seconds, size):
             if m is not None and not m.error() and m.value():
                 e2e.append(time.monotonic_ns() - struct.unpack_from(">q", m.value())[0])
 
-    reader = threading.Thread(target=read)
+    # a daemon: should the producer fail, the process must still exit (a reader still waiting for
+    # its records kept a run against Tansu alive until the harness's timeout)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     # no Nagle: a small request must not wait for the previous one's TCP ack
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
@@ -131,8 +133,15 @@ def latency(bootstrap, topic, rate, seconds, size):
                 break
             p.poll(min(due - now, 0.001))
         sent = time.monotonic_ns()
-        p.produce(topic, struct.pack(">q", sent) + pad,
-                  on_delivery=lambda err, msg, sent=sent: done(err, msg, sent))
+        while True:
+            try:
+                p.produce(topic, struct.pack(">q", sent) + pad,
+                          on_delivery=lambda err, msg, sent=sent: done(err, msg, sent))
+                break
+            except BufferError:
+                # the producer's queue is full (a server acking in seconds): wait, and let the
+                # achieved rate report it
+                p.poll(0.01)
         p.poll(0)
     p.flush(60)
     reader.join(30)

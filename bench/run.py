@@ -278,7 +278,8 @@ def bench_system(name, start, binary, args, python, base):
                                                    warmup=args.rate * WARMUP_S, props=LATENCY_PROPS))[1]),
             ("rd_latency", lambda: (create_topic(bootstrap, "rdlat", work),
                                     loadgen(python, ["latency", bootstrap, "rdlat", args.rate, args.seconds,
-                                                     args.size], work / "rd-latency.txt", 600))[1]),
+                                                     args.size], work / "rd-latency.txt",
+                                            WARMUP_S + args.seconds + 240))[1]),
         ]
         for phase, fn in phases:
             if proc.poll() is not None:
