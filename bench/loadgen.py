@@ -31,6 +31,18 @@ def percentiles(samples_ns):
     return {"p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": s[-1] / 1e6}
 
 
+def send(p, topic, value, on_delivery):
+    """Produces one record, waiting while the producer's queue is full (a server that acks slowly
+    holds it up; the achieved rate then says so)."""
+    while True:
+        try:
+            p.produce(topic, value, on_delivery=on_delivery)
+            break
+        except BufferError:
+            p.poll(0.01)
+    p.poll(0)
+
+
 def produce(bootstrap, topic, records, size, acks):
     p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
                   "queue.buffering.max.messages": 500000, "compression.type": "none"})
@@ -43,13 +55,7 @@ def produce(bootstrap, topic, records, size, acks):
 
     start = time.monotonic()
     for _ in range(records):
-        while True:
-            try:
-                p.produce(topic, value, on_delivery=done)
-                break
-            except BufferError:
-                p.poll(0.01)
-        p.poll(0)
+        send(p, topic, value, done)
     left = p.flush(120)
     secs = time.monotonic() - start
     ok = records - failed[0] - left
@@ -133,16 +139,7 @@ def latency(bootstrap, topic, rate, seconds, size):
                 break
             p.poll(min(due - now, 0.001))
         sent = time.monotonic_ns()
-        while True:
-            try:
-                p.produce(topic, struct.pack(">q", sent) + pad,
-                          on_delivery=lambda err, msg, sent=sent: done(err, msg, sent))
-                break
-            except BufferError:
-                # the producer's queue is full (a server acking in seconds): wait, and let the
-                # achieved rate report it
-                p.poll(0.01)
-        p.poll(0)
+        send(p, topic, struct.pack(">q", sent) + pad, lambda err, msg, sent=sent: done(err, msg, sent))
     p.flush(60)
     reader.join(30)
     stop.set()
