@@ -208,9 +208,10 @@ fn dec_field(f: &Field, all: Versions) -> Result<String, String> {
 fn enc_value(ty: &Ty, v: &str) -> String {
     match ty {
         Ty::Prim(Prim::String) => format!("w::put_string(buf, {v}, flex)?;"),
-        Ty::Prim(Prim::Bytes | Prim::Records) => format!("w::put_bytes(buf, {v}, flex)?;"),
+        Ty::Prim(Prim::Bytes) => format!("w::put_bytes(buf, {v}, flex)?;"),
+        Ty::Prim(Prim::Records) => format!("w::put_records(buf, {v}, flex)?;"),
         Ty::Prim(p) => format!("w::put_{}(buf, *{v});", prim_fn(*p)),
-        Ty::Struct(_) => format!("{v}.encode(buf, version)?;"),
+        Ty::Struct(_) => format!("{v}.encode_to(buf, version)?;"),
         Ty::Array(inner) => {
             format!(
                 "{{ let a = {v}; w::put_array_len(buf, a.len(), flex)?; for e in a {{ {} }} }}",
@@ -387,10 +388,25 @@ fn emit_struct(out: &mut String, s: &StructDef, api: &Api, is_top: bool) -> Resu
 
     // Encode.
     writeln!(out, "    /// Encodes this struct at `version` into `buf`.").unwrap();
-    writeln!(out, "    #[allow(unused_variables, unused_mut)]").unwrap();
     writeln!(
         out,
         "    pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {{"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "        w::EncodeBuf::copying_into(buf, |b| self.encode_to(b, version))\n    }}\n"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "    /// Encodes this struct at `version` into `buf`, which may splice record batches in."
+    )
+    .unwrap();
+    writeln!(out, "    #[allow(unused_variables, unused_mut)]").unwrap();
+    writeln!(
+        out,
+        "    pub fn encode_to(&self, buf: &mut w::EncodeBuf, version: i16) -> Result<(), CodecError> {{"
     )
     .unwrap();
     writeln!(out, "        let flex = is_flexible(version);").unwrap();
@@ -691,12 +707,19 @@ pub fn emit_table(apis: &[Api]) -> String {
         writeln!(out, "        }}\n    }}").unwrap();
         writeln!(out, "    /// Encodes the body at `version`.").unwrap();
         writeln!(out, "    pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {{").unwrap();
+        writeln!(out, "        crate::codec::EncodeBuf::copying_into(buf, |b| self.encode_to(b, version))\n    }}").unwrap();
+        writeln!(
+            out,
+            "    /// Encodes the body at `version` into `buf`, which may splice record batches in."
+        )
+        .unwrap();
+        writeln!(out, "    pub fn encode_to(&self, buf: &mut crate::codec::EncodeBuf, version: i16) -> Result<(), CodecError> {{").unwrap();
         writeln!(out, "        if !self.api_key().versions().contains(version) {{\n            return Err(CodecError::UnsupportedVersion {{ api_key: self.api_key().code(), version }});\n        }}").unwrap();
         writeln!(out, "        match self {{").unwrap();
         for a in apis {
             writeln!(
                 out,
-                "            {side}::{}(b) => b.encode(buf, version),",
+                "            {side}::{}(b) => b.encode_to(buf, version),",
                 a.name
             )
             .unwrap();

@@ -122,9 +122,15 @@ fn main() -> std::io::Result<()> {
             }
             while let Some(output) = gateway.poll_output() {
                 match output {
-                    Output::Transmit(id, bytes) => {
+                    // A fetch response comes in several parts (its record batches are not
+                    // copied into it); this loop copies them into its send buffer, a driver
+                    // with vectored writes would hand them to `writev` as they are.
+                    Output::Transmit(id, frame) => {
                         if let Some(c) = conns.get_mut(&id) {
-                            c.unsent.extend_from_slice(&bytes);
+                            frame
+                                .parts()
+                                .iter()
+                                .for_each(|p| c.unsent.extend_from_slice(p));
                         }
                     }
                     Output::Close(id) => {

@@ -37,7 +37,7 @@
 //!     // Drain every output; storage completions become further inputs.
 //!     while let Some(output) = gateway.poll_output() {
 //!         match output {
-//!             Output::Transmit(_, bytes) => to_client.push(bytes),
+//!             Output::Transmit(_, frame) => to_client.push(frame.to_bytes()),
 //!             Output::Close(_) => {}
 //!             Output::Storage(cmd) => inputs.push_back(Input::Storage(cmd.token(), storage.perform(&cmd))),
 //!         }

@@ -155,7 +155,7 @@ impl World {
         }
         while let Some(out) = self.gw.poll_output() {
             match out {
-                Output::Transmit(conn, bytes) => self.answer(conn, bytes),
+                Output::Transmit(conn, frame) => self.answer(conn, frame.to_bytes()),
                 Output::Close(conn) => self.fail(&format!("connection {conn} closed")),
                 Output::Storage(cmd) => self.pending.push(cmd),
             }
@@ -541,7 +541,7 @@ impl World {
         let mut frame = None;
         while let Some(out) = self.gw.poll_output() {
             match out {
-                Output::Transmit(_, bytes) => frame = Some(bytes),
+                Output::Transmit(_, out) => frame = Some(out.to_bytes()),
                 Output::Storage(cmd) => {
                     let done = self.storage.perform(&cmd);
                     self.gw

@@ -8,7 +8,7 @@ use hyper_util::rt::TokioIo;
 use kelp_tokio::runtime::{Accepted, BoxFuture, ByteReader, ByteWriter, Listener, Runtime};
 use smol::stream::StreamExt;
 use smol::{Async, Executor, Timer};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -124,17 +124,11 @@ impl ByteReader for Half {
 }
 
 impl ByteWriter for Half {
-    fn write_all<'a>(&'a mut self, mut bytes: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            while !bytes.is_empty() {
-                let n = self.0.write_with(|mut s| s.write(bytes)).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                bytes = &bytes[n..];
-            }
-            Ok(())
-        })
+    fn write_vectored<'a>(
+        &'a mut self,
+        parts: &'a [IoSlice<'a>],
+    ) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(self.0.write_with(move |mut s| s.write_vectored(parts)))
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {

@@ -4,8 +4,9 @@
 //! [`kelp_core::broker::Gateway::render_stats`]), so the figures are consistent with each other and
 //! reading them takes no lock.
 
-use crate::runtime::Rt;
+use crate::runtime::{Rt, write_all_parts};
 use crate::server::Event;
+use bytes::Bytes;
 use kelp_core::broker::metrics::StatsFormat;
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
@@ -66,7 +67,7 @@ pub async fn serve(rt: Rt, addr: SocketAddr, events: mpsc::UnboundedSender<Event
                 "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = write.write_all(response.as_bytes()).await;
+            let _ = write_all_parts(&mut *write, &[Bytes::from(response)]).await;
             let _ = write.shutdown().await;
         });
     }

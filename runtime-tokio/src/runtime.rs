@@ -5,9 +5,9 @@
 //! gRPC channels and the shutdown signal. Channels and locks come from `tokio::sync`, which needs
 //! no tokio runtime. [`Tokio`] is this crate's runtime; `kelp-smol` brings its own.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,10 +52,54 @@ pub trait ByteReader: Send {
 
 /// The write half of a connection.
 pub trait ByteWriter: Send {
-    /// Writes all of `bytes`.
-    fn write_all<'a>(&'a mut self, bytes: &'a [u8]) -> BoxFuture<'a, io::Result<()>>;
+    /// Writes from `parts` in order, in one system call; returns how many bytes went (see
+    /// [`write_all_parts`]).
+    fn write_vectored<'a>(
+        &'a mut self,
+        parts: &'a [IoSlice<'a>],
+    ) -> BoxFuture<'a, io::Result<usize>>;
     /// Flushes and closes the write direction.
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>>;
+}
+
+/// Most parts handed to one vectored write (Linux takes up to 1024).
+const MAX_WRITE_PARTS: usize = 64;
+
+/// Writes all of `parts` in order, gathering up to [`MAX_WRITE_PARTS`] of them per system call: a
+/// fetch response arrives as its fields and its record batches in separate parts (see
+/// `kelp_core::codec::Frame`), and small responses queued together leave together.
+pub async fn write_all_parts(write: &mut dyn ByteWriter, parts: &[Bytes]) -> io::Result<()> {
+    // The first part not wholly written, and how much of it was.
+    let (mut first, mut done) = (0, 0);
+    loop {
+        while first < parts.len() && done == parts[first].len() {
+            first += 1;
+            done = 0;
+        }
+        let Some(head) = parts.get(first) else {
+            return Ok(());
+        };
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&head[done..])
+            .chain(parts[first + 1..].iter().map(|p| &p[..]))
+            .take(MAX_WRITE_PARTS)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = write.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let left = parts[first].len() - done;
+            if written < left {
+                done += written;
+                written = 0;
+            } else {
+                written -= left;
+                first += 1;
+                done = 0;
+            }
+        }
+    }
 }
 
 /// The deadline passed first.
@@ -187,11 +231,69 @@ impl ByteReader for tokio::net::tcp::OwnedReadHalf {
 }
 
 impl ByteWriter for tokio::net::tcp::OwnedWriteHalf {
-    fn write_all<'a>(&'a mut self, bytes: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(AsyncWriteExt::write_all(self, bytes))
+    fn write_vectored<'a>(
+        &'a mut self,
+        parts: &'a [IoSlice<'a>],
+    ) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(AsyncWriteExt::write_vectored(self, parts))
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(AsyncWriteExt::shutdown(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `per_call` bytes of each vectored write, and records what it took.
+    struct Trickle {
+        per_call: usize,
+        calls: usize,
+        got: Vec<u8>,
+    }
+
+    impl ByteWriter for Trickle {
+        fn write_vectored<'a>(
+            &'a mut self,
+            parts: &'a [IoSlice<'a>],
+        ) -> BoxFuture<'a, io::Result<usize>> {
+            assert!(parts.len() <= MAX_WRITE_PARTS);
+            let mut room = self.per_call;
+            for p in parts {
+                let n = p.len().min(room);
+                self.got.extend_from_slice(&p[..n]);
+                room -= n;
+            }
+            self.calls += 1;
+            let written = self.per_call - room;
+            Box::pin(async move { Ok(written) })
+        }
+
+        fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_every_part_in_order_across_short_writes() {
+        let parts: Vec<Bytes> = (0..200u32)
+            .map(|i| Bytes::from(vec![i as u8; (i as usize * 7) % 23]))
+            .collect();
+        let all: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        for per_call in [1, 5, 22, 1000, 1 << 20] {
+            let mut w = Trickle {
+                per_call,
+                calls: 0,
+                got: Vec::new(),
+            };
+            write_all_parts(&mut w, &parts).await.unwrap();
+            assert_eq!(w.got, all, "{per_call} bytes a call");
+            if per_call == 1 << 20 {
+                // 200 parts, 64 to a call
+                assert_eq!(w.calls, 4);
+            }
+        }
     }
 }

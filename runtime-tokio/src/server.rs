@@ -12,12 +12,13 @@ use crate::config::Backend;
 use crate::config::Resolved;
 use crate::disk::LocalDisk;
 use crate::metrics;
-use crate::runtime::{ByteReader, ByteWriter, Listener, Rt};
+use crate::runtime::{ByteReader, ByteWriter, Listener, Rt, write_all_parts};
 use crate::smq::SmqStorage;
 use crate::storage::{Completion, Place, Storage};
 use bytes::{Bytes, BytesMut};
 use kelp_core::broker::metrics::StatsFormat;
 use kelp_core::broker::{Config, Gateway, Input, Now, Output};
+use kelp_core::codec::Frame;
 use kelp_core::storage::file_log;
 use kelp_core::types::{ConnectionId, Millis, TimestampMs};
 use std::collections::HashMap;
@@ -39,7 +40,7 @@ pub enum Event {
 
 /// The gateway task's handle on one connection's tasks.
 pub struct ConnHandle {
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: mpsc::UnboundedSender<Frame>,
     /// Dropped to stop the reader (which closes the socket once the writer is done too).
     _stop: oneshot::Sender<()>,
     /// Whether the reader may read: false while the connection's unanswered requests exceed the
@@ -257,9 +258,9 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
         let mut answered = Vec::new();
         while let Some(output) = gateway.poll_output() {
             match output {
-                Output::Transmit(conn, bytes) => {
+                Output::Transmit(conn, frame) => {
                     if let Some(c) = conns.get(&conn) {
-                        let _ = c.writer.send(bytes);
+                        let _ = c.writer.send(frame);
                         answered.push(conn);
                     }
                 }
@@ -412,11 +413,23 @@ async fn read_loop(
     let _ = events.send(Event::Closed(conn));
 }
 
-async fn write_loop(mut write: Box<dyn ByteWriter>, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(bytes) = rx.recv().await {
-        if write.write_all(&bytes).await.is_err() {
+/// Responses queued while a write was going out leave together in the next one, up to this many
+/// parts.
+const QUEUED_PARTS: usize = 256;
+
+async fn write_loop(mut write: Box<dyn ByteWriter>, mut rx: mpsc::UnboundedReceiver<Frame>) {
+    let mut parts = Vec::new();
+    while let Some(frame) = rx.recv().await {
+        parts.extend(frame.into_parts());
+        while parts.len() < QUEUED_PARTS
+            && let Ok(more) = rx.try_recv()
+        {
+            parts.extend(more.into_parts());
+        }
+        if write_all_parts(&mut *write, &parts).await.is_err() {
             break;
         }
+        parts.clear();
     }
     let _ = write.shutdown().await;
 }

@@ -4,7 +4,7 @@
 //! broker answering in the order requests arrived. Each request gets a sequence number when its frame
 //! is read; responses that complete out of order wait in `ready` until every earlier one has gone.
 
-use crate::codec::{CodecError, FrameDecoder};
+use crate::codec::{CodecError, Frame, FrameDecoder};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ pub(crate) struct Connection {
     next_seq: u64,
     next_to_send: u64,
     /// Finished responses waiting for earlier ones; `None` means "no response" (acks=0 produce).
-    ready: BTreeMap<u64, Option<Bytes>>,
+    ready: BTreeMap<u64, Option<Frame>>,
     /// Bytes of requests read and not yet answered (bounded by `max_in_flight_bytes`).
     pub(crate) in_flight_bytes: usize,
     /// The client's host, as group descriptions report it.
@@ -54,7 +54,7 @@ impl Connection {
     }
 
     /// Records the response of request `seq` and returns every response now sendable, in order.
-    pub(crate) fn finish(&mut self, seq: u64, response: Option<Bytes>) -> Vec<Bytes> {
+    pub(crate) fn finish(&mut self, seq: u64, response: Option<Frame>) -> Vec<Frame> {
         self.ready.insert(seq, response);
         let mut out = Vec::new();
         while let Some(r) = self.ready.remove(&self.next_to_send) {
@@ -73,11 +73,12 @@ mod tests {
     fn responses_leave_in_request_order() {
         let mut c = Connection::new(1024, crate::codec::KStr::EMPTY);
         let (a, b, d) = (c.start_request(), c.start_request(), c.start_request());
-        assert!(c.finish(b, Some(Bytes::from_static(b"b"))).is_empty());
+        let frame = |b: &'static [u8]| Frame::from(Bytes::from_static(b));
+        assert!(c.finish(b, Some(frame(b"b"))).is_empty());
         assert!(c.finish(d, None).is_empty());
         assert_eq!(
-            c.finish(a, Some(Bytes::from_static(b"a"))),
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+            c.finish(a, Some(frame(b"a"))),
+            vec![frame(b"a"), frame(b"b")]
         );
         assert!(c.ready.is_empty());
     }

@@ -8,7 +8,7 @@
 //!     gateway.handle_input(input, now);            // bytes, connection events, storage completions, Tick
 //!     while let Some(out) = gateway.poll_output() {
 //!         match out {
-//!             Output::Transmit(conn, bytes) => write bytes to conn, in order,
+//!             Output::Transmit(conn, frame) => write frame's parts to conn, in order,
 //!             Output::Close(conn) => close conn,
 //!             Output::Storage(cmd) => perform cmd, later feed Input::Storage(token, result),
 //!         }
@@ -37,11 +37,12 @@ mod produce;
 
 use crate::ErrorCode;
 use crate::api::{ApiKey, RequestBody, ResponseBody};
+use crate::codec::encode_buf::SPLICE_MIN;
 use crate::codec::header::{Request, RequestPrefix, Response, ResponseHeader};
-use crate::codec::{CodecError, KStr, encode_frame};
+use crate::codec::{CodecError, Frame, KStr, encode_frame_parts};
 use crate::storage::{StorageCommand, StorageCompletion, StorageToken};
 use crate::types::{ConnectionId, Millis, TimestampMs, TopicPartition};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use connection::Connection;
 use partition::Topic;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -146,8 +147,10 @@ pub enum Input {
 #[derive(Debug, PartialEq)]
 #[must_use]
 pub enum Output {
-    /// Write these bytes to the connection, after everything written to it before.
-    Transmit(ConnectionId, Bytes),
+    /// Write this frame's parts to the connection, in order, after everything written to it
+    /// before. A fetch response comes as several parts (its record batches are not copied into
+    /// it): hand them to one vectored write (`writev`).
+    Transmit(ConnectionId, Frame),
     /// Close the connection (after writing what was transmitted before).
     Close(ConnectionId),
     /// Perform this storage command and report its completion.
@@ -593,16 +596,17 @@ impl Gateway {
             },
             body,
         };
-        let mut buf = BytesMut::with_capacity(frame_capacity(&response.body));
-        match encode_frame(&mut buf, |b| response.encode(b, version)) {
-            Ok(()) => self.finish(key, frame_len, Some(buf.freeze())),
+        match encode_frame_parts(frame_capacity(&response.body), |b| {
+            response.encode_to(b, version)
+        }) {
+            Ok(frame) => self.finish(key, frame_len, Some(frame)),
             // Only values Kelp built itself are encoded here; failing means a bug, not bad input.
             Err(_) => self.protocol_error(key.conn, &CodecError::TooLongToEncode(0)),
         }
     }
 
     /// Completes request `key` with `response` (`None`: no response, e.g. acks=0).
-    fn finish(&mut self, key: RequestKey, frame_len: usize, response: Option<Bytes>) {
+    fn finish(&mut self, key: RequestKey, frame_len: usize, response: Option<Frame>) {
         if let Some((start, api)) = self.started.remove(&key) {
             let ms = self.now.mono.0.saturating_sub(start.0);
             let l = self.stats.latency.entry(api).or_default();
@@ -614,9 +618,9 @@ impl Gateway {
             return;
         };
         c.in_flight_bytes = c.in_flight_bytes.saturating_sub(frame_len);
-        for bytes in c.finish(key.seq, response) {
-            self.stats.bytes_out += bytes.len() as u64;
-            self.outputs.push_back(Output::Transmit(key.conn, bytes));
+        for frame in c.finish(key.seq, response) {
+            self.stats.bytes_out += frame.len() as u64;
+            self.outputs.push_back(Output::Transmit(key.conn, frame));
         }
     }
 
@@ -696,10 +700,9 @@ impl Gateway {
     }
 }
 
-/// Bytes to reserve for a response's frame. A fetch response is mostly its record batches: a
-/// buffer that grew to megabytes by doubling would have copied them about once more on the way
-/// (and a consumer's fetch is often several megabytes). The rest of any response is small, and an
-/// estimate that falls short costs one more doubling, nothing else.
+/// Bytes to reserve for a response's frame, besides the record batches spliced in (see
+/// [`crate::codec::EncodeBuf`]). Batches too small to splice are copied into the frame, so they
+/// count; an estimate that falls short costs a doubling of the buffer, nothing else.
 fn frame_capacity(body: &ResponseBody) -> usize {
     /// Frame size, header, and a response's fixed fields.
     const FIXED: usize = 64;
@@ -715,12 +718,21 @@ fn frame_capacity(body: &ResponseBody) -> usize {
                             + t.topic.len()
                             + t.partitions
                                 .iter()
-                                .map(|p| PER_ENTRY + p.records.as_ref().map_or(0, Bytes::len))
+                                .map(|p| PER_ENTRY + p.records.as_ref().map_or(0, copied_len))
                                 .sum::<usize>()
                     })
                     .sum::<usize>()
         }
         _ => 256,
+    }
+}
+
+/// The bytes of a record batch that the encoder copies into the frame.
+fn copied_len(records: &Bytes) -> usize {
+    if records.len() < SPLICE_MIN {
+        records.len()
+    } else {
+        0
     }
 }
 

@@ -229,8 +229,14 @@ impl Response {
 
     /// Encodes header and body (without the size prefix) for `version`.
     pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), CodecError> {
+        w::EncodeBuf::copying_into(buf, |b| self.encode_to(b, version))
+    }
+
+    /// Encodes header and body (without the size prefix) for `version` into `buf`, which may
+    /// splice the record batches of a fetch response in.
+    pub fn encode_to(&self, buf: &mut w::EncodeBuf, version: i16) -> Result<(), CodecError> {
         self.header
             .encode(buf, response_header_version(self.body.api_key(), version))?;
-        self.body.encode(buf, version)
+        self.body.encode_to(buf, version)
     }
 }

@@ -1,9 +1,11 @@
 //! The Kafka wire codec: framing, headers, primitive types, record batches and compression.
 //!
 //! Nothing here performs I/O. Decoders take complete frames as `Bytes` and hand out zero-copy slices;
-//! encoders write into `BytesMut`. Every failure is a [`CodecError`]; none panics, whatever the input.
+//! encoders write into `BytesMut`, or into an [`EncodeBuf`] that leaves record batches where they
+//! are. Every failure is a [`CodecError`]; none panics, whatever the input.
 
 pub mod compression;
+pub mod encode_buf;
 pub mod frame;
 pub mod header;
 pub mod record_batch;
@@ -11,6 +13,7 @@ pub mod record_batch;
 pub mod testing;
 pub mod wire;
 
+pub use encode_buf::{EncodeBuf, Frame, encode_frame_parts};
 pub use frame::{FrameDecoder, encode_frame};
 pub use header::{RequestHeader, ResponseHeader};
 pub use wire::{KStr, RawTaggedField, Uuid};

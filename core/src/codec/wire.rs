@@ -9,6 +9,7 @@
 //! every struct with tagged fields; the generated message code passes that choice in as `flex`.
 
 use super::CodecError;
+pub use super::encode_buf::EncodeBuf;
 use bytes::{BufMut, Bytes, BytesMut};
 use nom::Parser;
 use nom::bytes::complete::take;
@@ -542,6 +543,13 @@ pub fn put_bytes(buf: &mut BytesMut, v: &Bytes, flex: bool) -> Result<(), CodecE
     Ok(())
 }
 
+/// Writes a RECORDS field (COMPACT_RECORDS), splicing it in if `buf` does.
+pub fn put_records(buf: &mut EncodeBuf, v: &Bytes, flex: bool) -> Result<(), CodecError> {
+    put_len(buf, v.len(), flex, true)?;
+    buf.put_records(v);
+    Ok(())
+}
+
 /// Writes a (COMPACT_)ARRAY's element count.
 pub fn put_array_len(buf: &mut BytesMut, len: usize, flex: bool) -> Result<(), CodecError> {
     put_len(buf, len, flex, true)
@@ -550,23 +558,19 @@ pub fn put_array_len(buf: &mut BytesMut, len: usize, flex: bool) -> Result<(), C
 /// Collects a struct's tagged fields, then writes them sorted by tag, merged with unknown ones.
 #[derive(Default)]
 pub struct TaggedWriter {
-    fields: Vec<(u32, BytesMut)>,
+    fields: Vec<(u32, EncodeBuf)>,
 }
 
 impl TaggedWriter {
     /// Starts the field `tag`; encode its value into the returned buffer.
-    pub fn start(&mut self, tag: u32) -> &mut BytesMut {
-        self.fields.push((tag, BytesMut::new()));
+    pub fn start(&mut self, tag: u32) -> &mut EncodeBuf {
+        self.fields.push((tag, EncodeBuf::default()));
         let last = self.fields.len() - 1;
         &mut self.fields[last].1
     }
 
     /// Writes the count and every field in ascending tag order.
-    pub fn finish(
-        mut self,
-        buf: &mut BytesMut,
-        unknown: &[RawTaggedField],
-    ) -> Result<(), CodecError> {
+    pub fn finish(self, buf: &mut BytesMut, unknown: &[RawTaggedField]) -> Result<(), CodecError> {
         let total = self.fields.len() + unknown.len();
         put_uvarint(
             buf,
@@ -579,11 +583,11 @@ impl TaggedWriter {
             }
             return Ok(());
         }
-        self.fields
-            .extend(unknown.iter().map(|u| (u.tag, BytesMut::from(&u.data[..]))));
-        self.fields.sort_by_key(|(tag, _)| *tag);
-        for (tag, data) in &self.fields {
-            put_tagged(buf, *tag, data)?;
+        let mut all: Vec<(u32, &[u8])> = self.fields.iter().map(|(t, d)| (*t, &d[..])).collect();
+        all.extend(unknown.iter().map(|u| (u.tag, &u.data[..])));
+        all.sort_by_key(|(tag, _)| *tag);
+        for (tag, data) in all {
+            put_tagged(buf, tag, data)?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! that keeps written bytes apart from durable ones. Every call blocks: runtimes call the log from
 //! threads that may block (log writer threads, tokio's and smol's blocking pools).
 
+use bytes::Bytes;
 use std::io;
 use std::path::Path;
 
@@ -14,6 +15,24 @@ pub trait DiskFile: Send + Sync {
     fn size(&self) -> io::Result<u64>;
     /// Reads into `buf` from byte `at`; returns how many bytes were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize>;
+    /// Reads `len` bytes from byte `at`, fewer only where the file ends. Fetches read megabytes
+    /// through this: the default zeroes a buffer that `read_at` then overwrites, and that zeroing
+    /// was a tenth of the gateway's CPU while serving consumers, so a disk that can read into
+    /// uninitialised memory should.
+    fn read_bytes_at(&self, at: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match self.read_at(&mut buf[done..], at + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(done);
+        Ok(Bytes::from(buf))
+    }
     /// Writes all of `bytes` at byte `at`.
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()>;
     /// Cuts (or extends) the file to `len` bytes.

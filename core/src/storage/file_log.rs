@@ -632,19 +632,7 @@ fn next_segment(
 }
 
 fn read_at(file: &dyn DiskFile, at: u64, len: usize) -> Result<Bytes, StorageError> {
-    let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let n = file
-            .read_at(&mut buf[done..], at + done as u64)
-            .map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    buf.truncate(done);
-    Ok(Bytes::from(buf))
+    file.read_bytes_at(at, len).map_err(io_err)
 }
 
 fn open_segment(
