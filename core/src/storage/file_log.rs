@@ -469,7 +469,7 @@ pub fn read(
             let chunk = read_at(file, at, want)?;
             let (skip, take) = select_batches(&chunk, offset, end, max_bytes);
             if take > 0 {
-                return Ok(chunk.slice(skip..skip + take));
+                return Ok(detach(&chunk, skip..skip + take));
             }
             if skip == 0 {
                 // The batch at `at` is larger than the chunk: read exactly it.
@@ -631,6 +631,17 @@ fn next_segment(
     Ok(next)
 }
 
+/// `chunk[range]`, as a slice of `chunk` when it is most of it and as a copy when it is not. A
+/// fetch response keeps what it sends until the socket took it, and a slice keeps its whole chunk:
+/// a 1 KiB answer out of a 256 KiB scan would otherwise hold the 256 KiB.
+fn detach(chunk: &Bytes, range: std::ops::Range<usize>) -> Bytes {
+    if range.len() * 2 >= chunk.len() {
+        chunk.slice(range)
+    } else {
+        Bytes::copy_from_slice(&chunk[range])
+    }
+}
+
 fn read_at(file: &dyn DiskFile, at: u64, len: usize) -> Result<Bytes, StorageError> {
     file.read_bytes_at(at, len).map_err(io_err)
 }
@@ -744,6 +755,18 @@ mod tests {
     use crate::codec::compression::Compression;
     use crate::codec::record_batch::{BatchHeader, NewRecord, encode_batch};
     use crate::storage::tests::{MemDisk, batch, read_bases, seeded};
+
+    /// A read keeps its chunk only when it sends most of it.
+    #[test]
+    fn a_small_read_out_of_a_large_chunk_is_copied_out_of_it() {
+        let chunk = Bytes::from(vec![1u8; 1000]);
+        let most = detach(&chunk, 100..700);
+        assert_eq!(most.as_ptr(), chunk[100..].as_ptr(), "a slice");
+        let little = detach(&chunk, 100..200);
+        assert_eq!(little, chunk[100..200]);
+        assert_ne!(little.as_ptr(), chunk[100..].as_ptr(), "a copy");
+    }
+
     /// One append of batches below and above the staging size: each lands with its own offset,
     /// back to back, and recovery finds them all.
     #[test]
