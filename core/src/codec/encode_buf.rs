@@ -168,12 +168,15 @@ mod tests {
     fn splices_large_batches_and_copies_small_ones() {
         let big = Bytes::from(vec![7u8; SPLICE_MIN]);
         let small = Bytes::from_static(b"tiny");
-        let frame = encode_frame_parts::<CodecError>(16, |b| {
+        let body = |b: &mut EncodeBuf| {
             b.put_u8(1);
             b.put_records(&big);
             b.put_u8(2);
             b.put_records(&small);
             b.put_records(&big);
+        };
+        let frame = encode_frame_parts::<CodecError>(16, |b| {
+            body(b);
             Ok(())
         })
         .unwrap();
@@ -191,13 +194,7 @@ mod tests {
 
         let mut copied = BytesMut::new();
         super::super::encode_frame::<CodecError>(&mut copied, |b| {
-            EncodeBuf::copying_into(b, |b| {
-                b.put_u8(1);
-                b.put_records(&big);
-                b.put_u8(2);
-                b.put_records(&small);
-                b.put_records(&big);
-            });
+            EncodeBuf::copying_into(b, body);
             Ok(())
         })
         .unwrap();
