@@ -37,7 +37,7 @@ mod produce;
 
 use crate::ErrorCode;
 use crate::api::{ApiKey, RequestBody, ResponseBody};
-use crate::codec::encode_buf::SPLICE_MIN;
+use crate::codec::encode_buf::splices;
 use crate::codec::header::{Request, RequestPrefix, Response, ResponseHeader};
 use crate::codec::{CodecError, Frame, KStr, encode_frame_parts};
 use crate::storage::{StorageCommand, StorageCompletion, StorageToken};
@@ -729,10 +729,10 @@ fn frame_capacity(body: &ResponseBody) -> usize {
 
 /// The bytes of a record batch that the encoder copies into the frame.
 fn copied_len(records: &Bytes) -> usize {
-    if records.len() < SPLICE_MIN {
-        records.len()
-    } else {
+    if splices(records.len()) {
         0
+    } else {
+        records.len()
     }
 }
 

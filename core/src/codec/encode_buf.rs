@@ -11,7 +11,12 @@ use std::ops::{Deref, DerefMut};
 
 /// Record batches shorter than this are copied even when splicing: a part of its own costs a
 /// reference count and an iovec entry, more than copying a small batch.
-pub const SPLICE_MIN: usize = 4096;
+const SPLICE_MIN: usize = 4096;
+
+/// Whether a splicing buffer keeps a record batch of `len` bytes by reference (else it copies it).
+pub fn splices(len: usize) -> bool {
+    len >= SPLICE_MIN
+}
 
 /// A `BytesMut` (it derefs to one, so the field writers in [`super::wire`] take it as it is) that
 /// can hold record batches by reference. Only [`EncodeBuf::put_records`] splices; everything else
@@ -54,7 +59,7 @@ impl EncodeBuf {
     /// Appends a record batch (its length prefix is already written): by reference when splicing
     /// and it is large enough, as a copy otherwise.
     pub fn put_records(&mut self, records: &Bytes) {
-        if self.splice && records.len() >= SPLICE_MIN {
+        if self.splice && splices(records.len()) {
             self.spliced.push((self.buf.len(), records.clone()));
             self.spliced_len += records.len();
         } else {
