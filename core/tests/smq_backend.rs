@@ -56,6 +56,14 @@ struct Broker {
     refuse_streams: bool,
     /// Calls made, by kind (for the breaker test).
     opens: usize,
+    /// Fault: a subscription ends after delivering this many records (as the runtime ends one whose
+    /// read-ahead buffer overflows).
+    subscription_limit: Option<usize>,
+    /// Records each subscription delivered.
+    delivered: HashMap<StreamId, usize>,
+    /// Subscriptions opened and FetchMessage calls answered.
+    subscribes: usize,
+    fetches: usize,
 }
 
 fn key(topic: &Option<schema_pb::Topic>) -> String {
@@ -137,6 +145,7 @@ impl Broker {
                 self.reply(id, Reply::RangeInfo(info));
             }
             Call::FetchMessage { request, .. } => {
+                self.fetches += 1;
                 let k = key(&request.topic);
                 let p = index(&request.partition, self.topics[&k].len());
                 let all = &self.partition(&k, p).messages;
@@ -193,15 +202,24 @@ impl Broker {
                 let p = index(&at.partition, self.topics[&k].len());
                 self.subscriptions
                     .insert(stream, (k, p, at.start_offset.max(0) as usize));
+                self.subscribes += 1;
             }
             Call::Take { stream, max, .. } => {
-                let mut got = Vec::new();
-                if let Some((k, p, next)) = self.subscriptions.get(&stream).cloned() {
-                    let all = &self.partition(&k, p).messages;
-                    let end = (next + max).min(all.len());
-                    got = all[next.min(end)..end].to_vec();
-                    self.subscriptions.insert(stream, (k, p, end));
+                let delivered = self.delivered.entry(stream).or_default();
+                let left = self.subscription_limit.map_or(max, |l| l - *delivered);
+                let Some((k, p, next)) = self.subscriptions.get(&stream).cloned() else {
+                    self.reply(id, Reply::Ended);
+                    return;
+                };
+                if left == 0 {
+                    self.reply(id, Reply::Ended);
+                    return;
                 }
+                *delivered += max.min(left);
+                let all = &self.partition(&k, p).messages;
+                let end = (next + max.min(left)).min(all.len());
+                let got = all[next.min(end)..end].to_vec();
+                self.subscriptions.insert(stream, (k, p, end));
                 self.reply(id, Reply::Records(got));
             }
             Call::Close { stream } => {
@@ -547,6 +565,41 @@ fn a_restart_adopts_records_published_but_never_written_to_the_ledger() {
         "the record SMQ holds is part of the log"
     );
     assert_eq!(restarted.read("t", 0, 2), values(&[(0, "a"), (1, "b")]));
+}
+
+/// A subscription that ends before its reader is done (the runtime closes one whose read-ahead
+/// overflowed, so that the broker is never held back) is reopened where it stopped: every record
+/// is read, in order, and none through the slow FetchMessage.
+#[test]
+fn a_subscription_that_ends_early_is_reopened_where_it_stopped() {
+    let mut sim = Sim::start(Broker::default());
+    sim.restored();
+    sim.create("t");
+    let mut expected = Vec::new();
+    for b in 0..10i64 {
+        let vals: Vec<String> = (0..3).map(|i| format!("v{}", b * 3 + i)).collect();
+        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+        assert!(matches!(
+            sim.append("t", b * 3, &refs),
+            StorageCompletion::Appended { .. }
+        ));
+        expected.extend(
+            vals.into_iter()
+                .enumerate()
+                .map(|(i, v)| (b * 3 + i as i64, v)),
+        );
+    }
+    sim.broker.subscription_limit = Some(4);
+    assert_eq!(sim.read("t", 0, 30), expected);
+    assert_eq!(
+        sim.broker.fetches, 0,
+        "every read was served by a subscription"
+    );
+    assert!(
+        sim.broker.subscribes >= 30 / 4,
+        "{} subscriptions for 30 records, 4 each",
+        sim.broker.subscribes
+    );
 }
 
 #[test]

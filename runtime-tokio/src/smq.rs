@@ -4,8 +4,9 @@
 //! One task owns the backend ([`drive`]); each call runs as a task of its own and reports back on
 //! a channel, so slow calls never hold up the others. Per broker one channel (HTTP/2, shared by
 //! every call to it); per stream the sending half of its requests (publish) or the buffer of its
-//! records (subscribe, bounded: when it is full the stream is not read, and gRPC's flow control
-//! holds the broker back).
+//! records (subscribe, bounded: a record that finds it full ends the subscription, which the
+//! cursor reopens where it stopped; leaving the stream unread instead would let gRPC's flow control
+//! stall the broker's partition, publishers included).
 
 use crate::config::SmqSettings;
 use crate::runtime::Rt;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -208,19 +210,33 @@ impl Grpc {
             if let Some(records) = records {
                 let mut rx = records.lock().await;
                 let first = match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(_) if wait_ms > 0 => {
+                    Ok(m) => Ok(Some(m)),
+                    Err(TryRecvError::Disconnected) => Err(()),
+                    Err(TryRecvError::Empty) if wait_ms > 0 => {
                         let wait = Duration::from_millis(wait_ms);
-                        rt.timeout(wait, rx.recv()).await.ok().flatten()
+                        match rt.timeout(wait, rx.recv()).await {
+                            Ok(Some(m)) => Ok(Some(m)),
+                            Ok(None) => Err(()),
+                            Err(_) => Ok(None),
+                        }
                     }
-                    Err(_) => None,
+                    Err(TryRecvError::Empty) => Ok(None),
                 };
-                got.extend(first);
+                match first {
+                    Ok(first) => got.extend(first),
+                    Err(()) => {
+                        let _ = events.send(Event::Reply(id, Reply::Ended));
+                        return;
+                    }
+                }
                 while got.len() < max
                     && let Ok(m) = rx.try_recv()
                 {
                     got.push(m);
                 }
+            } else {
+                let _ = events.send(Event::Reply(id, Reply::Ended));
+                return;
             }
             let _ = events.send(Event::Reply(id, Reply::Records(got)));
         });
@@ -329,7 +345,8 @@ impl Grpc {
     }
 }
 
-/// Reads a subscription into `tx` until it ends, fails or its reader is gone.
+/// Reads a subscription into `tx` until it ends, fails, its reader is gone or `tx` is full (see
+/// [`Call::Subscribe`]: the stream is never left unread).
 async fn subscribe(
     mut c: Client,
     init: SubscribeMessageRequest,
@@ -344,10 +361,13 @@ async fn subscribe(
         .into_inner();
     while let Some(reply) = replies.message().await.map_err(|s| words(&s))? {
         match reply.message {
-            Some(Delivery::Data(m)) => tx
-                .send(m)
-                .await
-                .map_err(|_| "the cursor is gone".to_string())?,
+            Some(Delivery::Data(m)) => match tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    return Err("read-ahead full: closed, to be reopened where it stops".into());
+                }
+                Err(TrySendError::Closed(_)) => return Err("the cursor is gone".into()),
+            },
             Some(Delivery::Ctrl(c)) if !c.error.is_empty() => return Err(c.error),
             _ => {}
         }

@@ -2,6 +2,10 @@
 //! - `kcat_produce_consume`: metadata (-L), produce (-P) with every codec, keys, headers, a null
 //!   value and no key, read back (-C), watermarks (-Q).
 //! - `kcat_group`: the same records read by a balanced consumer group (-G); needs the group APIs.
+//! - `kcat_a_reader_that_stops_holds_up_no_producer`: a consumer reads a few records of a full
+//!   topic and goes away; producing to it afterwards still goes through, and every record is there.
+//!   (On SMQ, a subscription Kelp kept open but no longer read stalled weed's partition, publishes
+//!   included.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -196,4 +200,57 @@ fn kcat_group() {
     want.sort();
     assert_eq!(seen, want, "kcat -G read:\n{}", out.describe());
     progress("kcat -G read every record");
+}
+
+#[test]
+fn kcat_a_reader_that_stops_holds_up_no_producer() {
+    let test = "kcat_a_reader_that_stops_holds_up_no_producer";
+    let Some(env) = setup(test, &[Tool::Kcat, Tool::Client(Client::Librdkafka)]) else {
+        return;
+    };
+    let b = env.bootstrap().to_string();
+    let topic = env.topic("kcatstop");
+    assert_eq!(Client::Librdkafka.create(&env, &topic), 3);
+    // more records per partition than a gateway reads ahead (Kelp on SMQ: 2048)
+    let lines = |from: usize, n: usize| -> Vec<u8> {
+        (from..from + n)
+            .map(|i| format!("r{i:06}-{}\n", "x".repeat(1000)))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let produce = |from: usize, n: usize| {
+        run_ok(
+            kcat::command(&b).args(["-P", "-t", &topic, "-X", "message.timeout.ms=60000"]),
+            Some(&lines(from, n)),
+            LIMIT,
+        )
+    };
+    const EACH: usize = 45_000;
+    produce(0, EACH);
+    // a reader that takes 30 records and leaves
+    let out = run_ok(
+        kcat::command(&b).args(["-C", "-t", &topic, "-o", "beginning", "-c", "30", "-q"]),
+        None,
+        LIMIT,
+    );
+    assert_eq!(out.stdout_str().lines().count(), 30, "{}", out.describe());
+    let after = produce(EACH, EACH);
+    assert!(
+        !String::from_utf8_lossy(&after.stderr).contains("Delivery failed"),
+        "{}",
+        after.describe()
+    );
+    let got = kcat::consume_all(&b, &topic);
+    let mut values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value.as_deref().unwrap_or_default()[..7]).into_owned())
+        .collect();
+    values.sort();
+    let expected: Vec<String> = (0..2 * EACH).map(|i| format!("r{i:06}")).collect();
+    assert_eq!(values.len(), expected.len(), "records read back");
+    assert!(values == expected, "every record, once");
+    progress(&format!(
+        "{} records produced around a reader that stopped after 30, all read back",
+        2 * EACH
+    ));
 }

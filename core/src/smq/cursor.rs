@@ -82,6 +82,8 @@ impl Cursors {
         };
         let mut bytes: usize = slots.iter().flatten().map(size).sum();
         let mut settled = 0;
+        // a subscription that ended is reopened once a read, where it stopped
+        let mut reopened = false;
         loop {
             let mut wait = slots.is_empty() || settled == 0;
             while offset.0 + (slots.len() as i64) < end.0 && (wait || bytes < max_bytes) {
@@ -99,6 +101,17 @@ impl Cursors {
                 };
                 let messages = match shared.io().call(take).await {
                     Reply::Records(m) if !m.is_empty() => m,
+                    // (the runtime ends a subscription whose buffer overflows: see Call::Subscribe)
+                    Reply::Ended if !reopened => {
+                        reopened = true;
+                        let at = offset.plus(slots.len() as i64);
+                        match self.open(shared, tp, at).await {
+                            Some(fresh) => drop(std::mem::replace(c, fresh)),
+                            None => break,
+                        }
+                        wait = slots.is_empty() || settled == 0;
+                        continue;
+                    }
                     _ => break,
                 };
                 wait = false;

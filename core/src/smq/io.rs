@@ -77,7 +77,12 @@ pub enum Call {
         request: PublishMessageRequest,
     },
     /// Opens a `SubscribeMessage` stream on `broker` with `init`; the runtime keeps at most
-    /// `buffer` of its records until they are taken, and stops reading the stream meanwhile.
+    /// `buffer` of its records until they are taken. A record that finds the buffer full ends the
+    /// subscription (the buffered ones can still be taken): the runtime never stops reading the
+    /// stream instead: with weed 4.53, a subscription left unread (gRPC flow control holding the
+    /// broker's sends) stalled every later publish to its partition and, soon after, the broker's
+    /// other calls, until the subscription closed (seen in the benchmark; where in weed it blocks
+    /// was not traced).
     Subscribe {
         /// The partition leader's gRPC address.
         broker: String,
@@ -89,8 +94,8 @@ pub enum Call {
         buffer: usize,
     },
     /// Up to `max` records of a subscription: waits at most `wait` for the first, then takes only
-    /// what has arrived. Answered [`Reply::Records`] (empty when none came in time, or the
-    /// subscription ended or failed).
+    /// what has arrived. Answered [`Reply::Records`] (empty when none came in time), or
+    /// [`Reply::Ended`] once the subscription has ended and every record it buffered was taken.
     Take {
         /// The subscription.
         stream: StreamId,
@@ -122,6 +127,10 @@ pub enum Reply {
     Opened,
     /// [`Call::Take`].
     Records(Vec<DataMessage>),
+    /// [`Call::Take`]: the subscription is over (it failed, the broker ended it, or the runtime
+    /// closed it when its buffer was full) and nothing of it is left; a reader that wants more
+    /// opens a new one where this one stopped.
+    Ended,
     /// The call failed, in words (`Unavailable: ...`, `timed out`).
     Failed(String),
 }
