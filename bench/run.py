@@ -10,12 +10,14 @@ Run through bench/run.sh, which builds and installs what this needs. Systems (--
   tansu             Tansu (bench/tansu), memory storage, reached through bench/smq/kafka_shim.py
                     (it cannot parse the ApiVersions v5 of Kafka 4.4 clients)
   smq               Kelp on SMQ and SeaweedFS's Go gateway on one `weed` (bench/smq/gateways.sh,
-                    throughput only, KELP_BENCH_SMQ_RECORDS records)
+                    --smq-records records): the throughput workloads and the gateway process's
+                    resources, not the fixed rate (the Go gateway cannot keep up with it)
 Workloads per system (topics of 3 partitions, values of --size bytes):
   Kafka perf tools   produce --records at acks=all, again at acks=1, then consume --records (fetch
                      rate); produce at a fixed --rate for --seconds (after a 2 s warm-up at that
                      rate): produce-ack latency percentiles
-  librdkafka         (bench/loadgen.py, confluent-kafka) produce --records at acks=all, consume them;
+  librdkafka         (bench/loadgen.py, confluent-kafka) produce --records at acks=all, again at
+                     acks=1, consume --records;
                      at the fixed rate (same warm-up): produce-ack and end-to-end latency percentiles
   resources          the server process's RSS once idle (after start-up), its peak RSS (VmHWM) and
                      CPU seconds (user + system) over all the workloads
@@ -270,6 +272,8 @@ def bench_system(name, start, binary, args, python, base):
             ("rd_produce", lambda: (create_topic(bootstrap, "rd", work),
                                     loadgen(python, ["produce", bootstrap, "rd", args.records, args.size, "all"],
                                             work / "rd-produce.txt", 900))[1]),
+            ("rd_produce_1", lambda: loadgen(python, ["produce", bootstrap, "rd", args.records, args.size, "1"],
+                                             work / "rd-produce-1.txt", 900)),
             ("rd_consume", lambda: loadgen(python, ["consume", bootstrap, "rd", args.records],
                                            work / "rd-consume.txt", 900)),
             ("perf_latency", lambda: (create_topic(bootstrap, "lat", work),
@@ -316,7 +320,8 @@ def bench_smq(args, base):
     """Kelp on SMQ and the Go gateway: rows from bench/smq/gateways.sh."""
     results = base / "smq.tsv"
     env = {**os.environ, "KELP_BENCH_RECORDS": str(args.smq_records), "KELP_BENCH_RESULTS": str(results),
-           "KELP_BENCH_BUDGET": str(args.smq_budget), "KELP_BIN": str(args.bin_dir / "kelp")}
+           "KELP_BENCH_BUDGET": str(args.smq_budget), "KELP_BIN": str(args.bin_dir / "kelp"),
+           "KELP_BENCH_PYTHON": args.python}
     say(f"smq: bench/smq/gateways.sh with {args.smq_records} records")
     with open(base / "smq.log", "w") as log:
         subprocess.run(["bash", str(ROOT / "bench/smq/gateways.sh")], env=env, stdout=log,
@@ -326,11 +331,16 @@ def bench_smq(args, base):
         return [{"system": "kelp (smq)", "errors": {"start": "gateways.sh wrote no results\n" +
                                                       tail(base / "smq.log", 30)}}]
     names = {"kelp": "kelp on SMQ", "go": "Go gateway on SMQ"}
-    key = {"acksall": "produce_all", "acks1": "produce_1", "consume": "consume"}
+    key = {"acksall": "produce_all", "acks1": "produce_1", "consume": "consume", "rdall": "rd_produce",
+           "rdacks1": "rd_produce_1", "rdconsume": "rd_consume"}
+    resources = {"rss_idle": "idle_rss_mb", "rss_peak": "peak_rss_mb", "cpu_s": "cpu_s"}
     for line in results.read_text().splitlines():
         gw, label, phase, msgs, mb = (line.split("\t") + [""] * 5)[:5]
         row = rows.setdefault(gw, {"system": names.get(gw, gw), "label": label, "errors": {}})
-        if msgs:
+        if phase in resources:
+            if msgs:
+                row[resources[phase]] = float(msgs)
+        elif msgs:
             row[key[phase]] = {"rate": float(msgs), "mb_s": float(mb or 0)}
         else:
             row["errors"][key[phase]] = "failed (see smq.log)"
@@ -371,10 +381,11 @@ def report(rows, args, started, machine):
 
     out += ["## Throughput (records/s, MB/s)", "",
             "| system | produce acks=all (perf) | produce acks=1 (perf) | consume (perf, fetch rate) | "
-            "produce acks=all (librdkafka) | consume (librdkafka) |", "|---|---|---|---|---|---|"]
+            "produce acks=all (librdkafka) | produce acks=1 (librdkafka) | consume (librdkafka) |",
+            "|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
-        for phase in ("produce_all", "produce_1", "consume", "rd_produce", "rd_consume"):
+        for phase in ("produce_all", "produce_1", "consume", "rd_produce", "rd_produce_1", "rd_consume"):
             v, mb = get(r, phase, "rate"), get(r, phase, "mb_s")
             if v is None:
                 cells.append("failed" if phase in r["errors"] else "not run")
@@ -400,14 +411,16 @@ def report(rows, args, started, machine):
                 cells.append(f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} / {d['p999_ms']:.1f}"
                              f"{ratio(d['p99_ms'], ref_d.get('p99_ms'))}")
         out.append(f"| {r['system']} | " + " | ".join(cells) + " |")
-    out += ["", "(ratio: of the p99)", "", "## Resources of the server process", "",
+    out += ["", "(ratio: of the p99; the SMQ rows are not run at the fixed rate)", "",
+            "## Resources of the server process", "",
             "| system | idle RSS (MiB) | peak RSS (MiB) | CPU seconds over all workloads |", "|---|---|---|---|"]
     for r in rows:
-        if r["system"].endswith("on SMQ"):
-            continue
-        out.append(f"| {r['system']} | {fmt_num(r.get('idle_rss_mb'), 1)}{ratio(r.get('idle_rss_mb'), ref.get('idle_rss_mb'))}"
-                   f" | {fmt_num(r.get('peak_rss_mb'), 1)}{ratio(r.get('peak_rss_mb'), ref.get('peak_rss_mb'))}"
-                   f" | {fmt_num(r.get('cpu_s'), 1)}{ratio(r.get('cpu_s'), ref.get('cpu_s'))} |")
+        b = smq_ref if r["system"].endswith("on SMQ") else ref
+        out.append(f"| {r['system']} | {fmt_num(r.get('idle_rss_mb'), 1)}{ratio(r.get('idle_rss_mb'), b.get('idle_rss_mb'))}"
+                   f" | {fmt_num(r.get('peak_rss_mb'), 1)}{ratio(r.get('peak_rss_mb'), b.get('peak_rss_mb'))}"
+                   f" | {fmt_num(r.get('cpu_s'), 1)}{ratio(r.get('cpu_s'), b.get('cpu_s'))} |")
+    out += ["", "(SMQ rows: the gateway process alone, over the SMQ workloads (--smq-records records), "
+            "with ratios to Kelp on SMQ; the `weed` server they share is not counted)"]
     errors = [(r["system"], k, v) for r in rows for k, v in r["errors"].items()]
     if errors:
         out += ["", "## Failures", ""]
@@ -425,7 +438,8 @@ def chart(rows, path):
         return "no chart: matplotlib is not installed"
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     phases = [("produce_all", "produce acks=all"), ("produce_1", "produce acks=1"), ("consume", "consume"),
-              ("rd_produce", "librdkafka produce"), ("rd_consume", "librdkafka consume")]
+              ("rd_produce", "librdkafka acks=all"), ("rd_produce_1", "librdkafka acks=1"),
+              ("rd_consume", "librdkafka consume")]
     width = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
         xs = [k + i * width for k in range(len(phases))]

@@ -14,7 +14,11 @@
 # bytes with acks=all, then (KELP_BENCH_ACKS1=1) as many again with acks=1, --throughput -1, the
 # producer's defaults otherwise; kafka-consumer-perf-test (ConsumerPerformance) reads KELP_BENCH_RECORDS
 # back from the beginning in a new group. The consume rate is the fetch rate (ConsumerPerformance's
-# fetch.nMsg.sec / fetch.MB.sec): the group join is left out and shown on its own line.
+# fetch.nMsg.sec / fetch.MB.sec): the group join is left out and shown on its own line. With
+# KELP_BENCH_PYTHON (a Python with confluent-kafka), librdkafka does the same through bench/loadgen.py:
+# KELP_BENCH_RECORDS more records at acks=all, as many at acks=1 (with KELP_BENCH_ACKS1=1), then reads
+# KELP_BENCH_RECORDS from the start. Per gateway process (not the shared weed server): RSS once it
+# listens, peak RSS and CPU seconds over all its phases.
 #
 # Kelp: KELP_BIN (default target/release/kelp) with `--backend smq://127.0.0.1:<broker port>`. A kelp that
 # has no --backend flag, or refuses the smq:// value, is measured with its embedded backend instead and
@@ -36,6 +40,7 @@
 # Environment:
 #   KELP_BENCH_RECORDS (200000)  KELP_BENCH_RECORD_SIZE (1024)  KELP_BENCH_PARTITIONS (3)
 #   KELP_BENCH_ACKS1 (1: also produce with acks=1; 0: skip)
+#   KELP_BENCH_PYTHON (unset: no librdkafka phases; bench/run.sh sets its venv's python)
 #   KELP_BENCH_PHASE_TIMEOUT (150 s per perf-tool run)  KELP_BENCH_BUDGET (480 s for the whole run:
 #   phases that would start past it are skipped)  KELP_BENCH_KEEP (0)
 #   KELP_BENCH_GO_REGISTRY (stub | none)
@@ -66,6 +71,7 @@ RECORDS="${KELP_BENCH_RECORDS:-200000}"
 SIZE="${KELP_BENCH_RECORD_SIZE:-1024}"
 PARTITIONS="${KELP_BENCH_PARTITIONS:-3}"
 ACKS1="${KELP_BENCH_ACKS1:-1}"
+RD_PYTHON="${KELP_BENCH_PYTHON:-}"
 PHASE_TIMEOUT="${KELP_BENCH_PHASE_TIMEOUT:-150}"
 BUDGET="${KELP_BENCH_BUDGET:-480}"
 KEEP="${KELP_BENCH_KEEP:-0}"
@@ -266,11 +272,59 @@ consume() { # GW BOOTSTRAP TOPIC: 0 on success. Up to 3 tries, each in a new gro
     return 1
 }
 
-bench_gateway() { # GW BOOTSTRAP TOPIC: the produce and consume phases
-    local gw="$1" bs="$2" topic="$3"
+rd_phase() { # GW PHASE LOADGEN_ARGS...: bench/loadgen.py (librdkafka) with LOADGEN_ARGS; 0 on success.
+    # A produce phase must have every record acknowledged, a consume phase must read them all.
+    local gw="$1" ph="$2" out="$work/$1-$2.txt" secs rc json fields
+    shift 2
+    secs=$(phase_time)
+    if (( secs < 10 )); then detail["$gw:$ph"]="skipped (time budget)"; return 1; fi
+    say "$gw: librdkafka $* (at most ${secs}s)"
+    run_limited "$out" "$secs" "$RD_PYTHON" "$root/bench/loadgen.py" "$@"
+    rc=$?
+    json="$(tail -n 1 "$out")"
+    # records failed rate mb_s, or nothing if the last line is not the generator's JSON
+    fields="$(python3 -c 'import json, sys
+try: d = json.loads(sys.argv[1])
+except ValueError: sys.exit(0)
+print(d.get("records", 0), d.get("failed", 0), d.get("rate", 0), d.get("mb_s", 0))' "$json" 2>/dev/null)"
+    local records failed rate mb
+    read -r records failed rate mb <<<"$fields"
+    if [[ $rc != 0 || -z "$fields" ]] || (( records < RECORDS || failed > 0 )); then
+        fail_phase "$gw" "$ph" "$( [[ $rc == 124 ]] && echo "timed out after ${secs}s" || echo "exit $rc${fields:+, $records records, $failed failed}" )" "$out"
+        return 1
+    fi
+    res["$gw:$ph:msgs"]="$rate"
+    res["$gw:$ph:mb"]="$mb"
+    detail["$gw:$ph"]="$json"
+    say "$gw $ph: $(printf '%.0f' "$rate") msg/s, $(printf '%.1f' "$mb") MB/s"
+    return 0
+}
+
+rss_mib() { # PID: the process's VmRSS (or with 'peak' as $2, VmHWM) in MiB
+    awk -v k="$( [[ "${2:-}" == peak ]] && echo VmHWM || echo VmRSS ):" '$1 == k { printf "%.1f", $2 / 1024 }' \
+        "/proc/$1/status" 2>/dev/null
+}
+
+cpu_s() { # PID: user + system CPU seconds of the process so far
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null
+}
+
+bench_gateway() { # GW BOOTSTRAP TOPIC PID: the produce and consume phases; PID is the gateway's process
+    local gw="$1" bs="$2" topic="$3" pid="$4" cpu0
+    res["$gw:rss_idle:msgs"]="$(rss_mib "$pid")"
+    cpu0="$(cpu_s "$pid")"
     produce "$gw" "$bs" "$topic" all || true
     if [[ "$ACKS1" == 1 ]]; then produce "$gw" "$bs" "$topic" 1 || true; fi
     consume "$gw" "$bs" "$topic" || true
+    if [[ -n "$RD_PYTHON" ]]; then
+        rd_phase "$gw" rdall produce "$bs" "$topic" "$RECORDS" "$SIZE" all || true
+        if [[ "$ACKS1" == 1 ]]; then rd_phase "$gw" rdacks1 produce "$bs" "$topic" "$RECORDS" "$SIZE" 1 || true; fi
+        rd_phase "$gw" rdconsume consume "$bs" "$topic" "$RECORDS" || true
+    fi
+    res["$gw:rss_peak:msgs"]="$(rss_mib "$pid" peak)"
+    local cpu1
+    cpu1="$(cpu_s "$pid")"
+    if [[ -n "$cpu0" && -n "$cpu1" ]]; then res["$gw:cpu_s:msgs"]="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')"; fi
 }
 
 create_topic_kafka() { # GW BOOTSTRAP TOPIC: CreateTopics through the gateway (kafka-topics)
@@ -391,7 +445,7 @@ if [[ $run_kelp == 1 ]]; then
             kelp_bs="127.0.0.1:$kelp_shim_port"
             kelp_label="$kelp_label via shim"
         fi
-        if create_topic_kafka kelp "$kelp_bs" bench-kelp; then bench_gateway kelp "$kelp_bs" bench-kelp; fi
+        if create_topic_kafka kelp "$kelp_bs" bench-kelp; then bench_gateway kelp "$kelp_bs" bench-kelp "$kelp_pid"; fi
         stop_pid "$shim_pid" 1; shim_pid=""
         stop_pid "$kelp_pid" 10; kelp_pid=""
     else
@@ -432,7 +486,7 @@ if [[ $run_go == 1 ]]; then
             else
                 go_ok=1
                 say "go gateway: pid $gw_pid on $go_port, clients via the shim on $shim_port"
-                bench_gateway go "127.0.0.1:$shim_port" bench-go
+                bench_gateway go "127.0.0.1:$shim_port" bench-go "$gw_pid"
             fi
         fi
     fi
@@ -453,7 +507,7 @@ if [[ $with_embedded == 1 ]]; then
         say "embedded: the kelp column is already the embedded backend; not measured twice"
     elif start_kelp "$embedded_port" "$work/embedded" "$work/embedded.log"; then
         if create_topic_kafka embedded "127.0.0.1:$embedded_port" bench-embedded; then
-            bench_gateway embedded "127.0.0.1:$embedded_port" bench-embedded
+            bench_gateway embedded "127.0.0.1:$embedded_port" bench-embedded "$kelp_pid"
         fi
         stop_pid "$kelp_pid" 10; kelp_pid=""
     else
@@ -472,7 +526,13 @@ gws=() labels=()
 phases=(acksall)
 [[ "$ACKS1" == 1 ]] && phases+=(acks1)
 phases+=(consume)
-declare -A title=([acksall]="produce acks=all" [acks1]="produce acks=1" [consume]="consume (fetch)")
+if [[ -n "$RD_PYTHON" ]]; then
+    phases+=(rdall)
+    [[ "$ACKS1" == 1 ]] && phases+=(rdacks1)
+    phases+=(rdconsume)
+fi
+declare -A title=([acksall]="produce acks=all" [acks1]="produce acks=1" [consume]="consume (fetch)"
+                  [rdall]="rdkafka acks=all" [rdacks1]="rdkafka acks=1" [rdconsume]="rdkafka consume")
 
 num() { # format a number or n/a
     if [[ -n "${1:-}" ]]; then printf '%.0f' "$1"; else printf 'n/a'; fi
@@ -525,12 +585,17 @@ for i in "${!gws[@]}"; do
         echo "    ${title[$ph]}: ${detail[$g:$ph]:-not run}"
     done
 done
-# For bench/run.py: one line per gateway and phase, tab-separated: gateway label phase msg/s MB/s
+# For bench/run.py: one line per gateway and phase, tab-separated: gateway label phase msg/s MB/s;
+# then its rss_idle, rss_peak (MiB) and cpu_s lines, the figure in the msg/s column
 if [[ -n "${KELP_BENCH_RESULTS:-}" ]]; then
     for i in "${!gws[@]}"; do
         g="${gws[$i]}"
         for ph in "${phases[@]}"; do
             printf '%s\t%s\t%s\t%s\t%s\n' "$g" "${labels[$i]}" "$ph" "${res[$g:$ph:msgs]:-}" "${res[$g:$ph:mb]:-}"
+        done
+        # the gateway process's resources: MiB, MiB, CPU seconds
+        for m in rss_idle rss_peak cpu_s; do
+            printf '%s\t%s\t%s\t%s\t\n' "$g" "${labels[$i]}" "$m" "${res[$g:$m:msgs]:-}"
         done
     done >"$KELP_BENCH_RESULTS"
 fi
