@@ -78,11 +78,11 @@ pub enum Call {
     },
     /// Opens a `SubscribeMessage` stream on `broker` with `init`; the runtime keeps at most
     /// `buffer` of its records until they are taken. A record that finds the buffer full ends the
-    /// subscription (the buffered ones can still be taken): the runtime never stops reading the
-    /// stream instead: with weed 4.53, a subscription left unread (gRPC flow control holding the
-    /// broker's sends) stalled every later publish to its partition and, soon after, the broker's
-    /// other calls, until the subscription closed (seen in the benchmark; where in weed it blocks
-    /// was not traced).
+    /// subscription; the buffered records can still be taken. The runtime never leaves the stream
+    /// unread instead. With weed 4.53, a subscription left unread (gRPC flow control holding back
+    /// the broker's sends) stalled every later publish to its partition, and soon the broker's other
+    /// calls too, until the subscription closed. (Seen in the benchmark; where weed blocks was not
+    /// traced.)
     Subscribe {
         /// The partition leader's gRPC address.
         broker: String,
