@@ -77,12 +77,12 @@ pub enum Call {
         request: PublishMessageRequest,
     },
     /// Opens a `SubscribeMessage` stream on `broker` with `init`; the runtime keeps at most
-    /// `buffer` of its records until they are taken. A record that finds the buffer full ends the
-    /// subscription; the buffered records can still be taken. The runtime never leaves the stream
-    /// unread instead. With weed 4.53, a subscription left unread (gRPC flow control holding back
-    /// the broker's sends) stalled every later publish to its partition, and soon the broker's other
-    /// calls too, until the subscription closed. (Seen in the benchmark; where weed blocks was not
-    /// traced.)
+    /// `buffer` of its records until they are taken. A record that finds the buffer full and still
+    /// full a moment later (the runtime's grace: 100 ms) ends the subscription; the buffered records
+    /// can still be taken. The runtime never leaves the stream unread for longer. With weed 4.53, a
+    /// subscription left unread (gRPC flow control holding back the broker's sends) stalled every
+    /// later publish to its partition, and soon the broker's other calls too, until the
+    /// subscription closed. (Seen in the benchmark; where weed blocks was not traced.)
     Subscribe {
         /// The partition leader's gRPC address.
         broker: String,
