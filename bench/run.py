@@ -4,7 +4,8 @@
 Run through bench/run.sh, which builds and installs what this needs. Systems (--systems picks some):
   kelp, kelp-smol   Kelp's two binaries, embedded log, default durability: fsync before every acks=all
                     answer (acks=1 answers without waiting for the disk)
-  kelp-nofsync      (not in the default list) kelp with --fsync-acks-all false: Kafka's durability
+  kelp-nofsync      kelp with --fsync-acks-all false: Kafka's durability (page cache, no fsync per
+                    write), for a like-for-like comparison with Kafka
   kafka             Apache Kafka 4.4 KRaft single node (combined mode) from the Maven jars, on the
                     installed Java; its default durability: page cache, no fsync per write
   tansu             Tansu (bench/tansu), memory storage, reached through bench/smq/kafka_shim.py
@@ -369,8 +370,9 @@ def report(rows, args, started, machine):
            "acks=all, linger.ms=0 (the server's latency, not the client's batching delay). MB = 2^20 B. "
            "In parentheses: the ratio to `kelp` (higher is better for "
            "throughput, lower for latency and resources); the Go gateway's is to Kelp on SMQ.",
-           "", "Durability: kelp and kelp-smol fsync before answering acks=all; Apache Kafka leaves "
-           "writes in the page cache (its default); Tansu keeps records in memory; on SMQ the broker "
+           "", "Durability: kelp and kelp-smol fsync before answering acks=all; kelp-nofsync is kelp "
+           "with --fsync-acks-all false, which like Apache Kafka leaves writes in the page cache (Kafka's "
+           "default); Tansu keeps records in memory; on SMQ the broker "
            "acknowledges from memory and flushes every few seconds (docs/smq.md).", ""]
 
     def get(r, phase, field):
@@ -498,7 +500,7 @@ def machine_description():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", default="kelp,kelp-smol,kafka,tansu,smq")
+    ap.add_argument("--systems", default="kelp,kelp-smol,kelp-nofsync,kafka,tansu,smq")
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--rate", type=int, default=10_000)
