@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_PER_TARGET:-20}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request response record_batch)
+[ ${#targets[@]} -gt 0 ] || targets=(request response record_batch log_files)
 
 # cargo-fuzz needs nightly-only flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
 # A run without it caches a failure in target/.rustc_info.json, so always go through this script.

@@ -9,15 +9,23 @@ use bytes::{Bytes, BytesMut};
 use kelp_core::codec::record_batch::Batches;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common.rs"]
+mod common;
+use common::crc32c;
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let mut bytes = BytesMut::from(rest);
     if mode & 1 == 1 {
         fix_crcs(&mut bytes);
     }
     for batch in Batches::new(bytes.freeze()) {
         let Ok(batch) = batch else { break };
-        let Ok(records) = batch.records(1 << 20) else { continue };
+        let Ok(records) = batch.records(1 << 20) else {
+            continue;
+        };
         for record in records.iter() {
             let Ok(record) = record else { break };
             for header in record.headers.iter() {
@@ -31,8 +39,11 @@ fuzz_target!(|data: &[u8]| {
 fn fix_crcs(bytes: &mut BytesMut) {
     let mut at = 0usize;
     while at + 61 <= bytes.len() {
-        let len = i32::from_be_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
-        let Ok(len) = usize::try_from(len) else { return };
+        let len =
+            i32::from_be_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
+        let Ok(len) = usize::try_from(len) else {
+            return;
+        };
         let end = at + 12 + len;
         if end > bytes.len() || len < 49 {
             return;
@@ -42,16 +53,4 @@ fn fix_crcs(bytes: &mut BytesMut) {
         at = end;
     }
     let _ = Bytes::new();
-}
-
-fn crc32c(data: &[u8]) -> u32 {
-    // Bitwise CRC-32C (Castagnoli), independent of the crate the codec uses.
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
-        }
-    }
-    !crc
 }

@@ -75,11 +75,17 @@ pub struct Settings {
     /// Segment file size before a new one starts [default: 1073741824].
     #[arg(long, env = "KELP_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
-    /// Threads writing the embedded logs; partitions are dealt to them in turn, and each fsyncs
-    /// its partitions one after another, once a round for all their acks=all appends (more help
-    /// on disks that flush in parallel) [default: 8].
+    /// Threads writing the embedded logs; partitions are dealt to them in turn. Each makes a
+    /// round of acks=all appends durable with one fsync: of its write-ahead file when the round
+    /// wrote to two or more of its partitions, else of the one partition's segment. Writers fsync
+    /// in parallel [default: 8].
     #[arg(long, env = "KELP_LOG_WRITERS")]
     pub log_writers: Option<usize>,
+    /// Size at which a log writer's write-ahead file is checkpointed (its partitions fsynced, the
+    /// file emptied); 0 = no write-ahead files: each round fsyncs every partition it wrote acks=all
+    /// appends to [default: 67108864].
+    #[arg(long, env = "KELP_WAL_BYTES")]
+    pub wal_bytes: Option<u64>,
     /// Create unknown topics on Metadata and Produce [default: true].
     #[arg(long, env = "KELP_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -110,6 +116,7 @@ pub struct Resolved {
     pub flush_interval_ms: u64,
     pub segment_bytes: u64,
     pub log_writers: usize,
+    pub wal_bytes: u64,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub metrics_listen: Option<SocketAddr>,
@@ -258,6 +265,7 @@ impl Settings {
             flush_interval_ms: pick!(flush_interval_ms, 0),
             segment_bytes: pick!(segment_bytes, 1024 * 1024 * 1024),
             log_writers: pick!(log_writers, 8).max(1),
+            wal_bytes: pick!(wal_bytes, 64 * 1024 * 1024),
             auto_create_topics: pick!(auto_create_topics, true),
             default_partitions,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),

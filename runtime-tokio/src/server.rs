@@ -160,6 +160,7 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
                 disk,
                 data_dir: settings.data_dir.clone(),
                 segment_bytes: settings.segment_bytes,
+                wal_bytes: settings.wal_bytes,
             };
             let storage = Storage::new(
                 rt.clone(),

@@ -2,13 +2,15 @@
 //!
 //! Commands that change a partition's log go to the [`LogWriter`] thread that owns the partition,
 //! which performs them in the order the core emitted them, a round of queued commands at a time
-//! with one fsync a partition a round; partitions are dealt to the writers in turn. Reads and time
+//! with one fsync a round (of its write-ahead file; without one, of each partition written);
+//! partitions are dealt to the writers in turn. Reads and time
 //! lookups touch only data below the high watermark, which no writer changes, so they run at once
 //! on the runtime's blocking pool.
 
 use crate::runtime::Rt;
 use kelp_core::storage::disk::Disk;
 use kelp_core::storage::file_log::{self, PartitionLog, partition_dir};
+use kelp_core::storage::wal::{Wal, wal_path};
 use kelp_core::storage::writer::LogWriter;
 use kelp_core::storage::{StorageCommand, StorageCompletion, StorageError, StorageToken};
 use kelp_core::types::TopicPartition;
@@ -34,6 +36,9 @@ pub struct Place {
     pub data_dir: PathBuf,
     /// Where segments roll.
     pub segment_bytes: u64,
+    /// Size at which a writer's write-ahead file is checkpointed; 0: no write-ahead files (each
+    /// round fsyncs every partition with a durable append instead).
+    pub wal_bytes: u64,
 }
 
 /// Most commands a writer takes into one round (more wait for the next).
@@ -51,8 +56,9 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// A driver over `place` with `writers` writer threads (at least one), dealing the recovered
-    /// partition logs among them.
+    /// A driver over `place` with `writers` writer threads (at least one), each with its
+    /// write-ahead file unless `place.wal_bytes` is 0, dealing the recovered partition logs among
+    /// them. Call after [`file_log::recover_all`], which replays and removes the old files.
     pub fn new(
         rt: Rt,
         place: Place,
@@ -61,15 +67,22 @@ impl Storage {
         recovered: Vec<(TopicPartition, PartitionLog)>,
         done: mpsc::UnboundedSender<Completion>,
     ) -> std::io::Result<Storage> {
-        let mut logs: Vec<LogWriter> = (0..writers.max(1))
-            .map(|_| {
-                LogWriter::new(
-                    place.disk.clone(),
-                    place.data_dir.clone(),
-                    place.segment_bytes,
-                )
-            })
-            .collect();
+        let mut logs = Vec::new();
+        for i in 0..writers.max(1) {
+            let log = LogWriter::new(
+                place.disk.clone(),
+                place.data_dir.clone(),
+                place.segment_bytes,
+            );
+            logs.push(if place.wal_bytes > 0 {
+                let path = wal_path(&place.data_dir, i);
+                let wal = Wal::open(&*place.disk, &path, place.wal_bytes)
+                    .map_err(std::io::Error::other)?;
+                log.with_wal(wal)
+            } else {
+                log
+            });
+        }
         let mut owners = HashMap::new();
         for (i, (tp, log)) in recovered.into_iter().enumerate() {
             let owner = i % logs.len();

@@ -56,6 +56,11 @@ pub struct PartitionLog {
     active_len: u64,
     /// Where in the active segment writeback was last started or synced up to.
     written_back: u64,
+    /// Bytes of the active segment known durable: fsynced, or covered by write-ahead records
+    /// that follow durable bytes (see [`Staged::follows_durable`]).
+    durable_len: u64,
+    /// Bytes of the active segment known fsynced (what a write-ahead checkpoint waits for).
+    synced_len: u64,
     next_offset: Offset,
     segment_bytes: u64,
     /// The active segment's sparse index, built by the same rule as the core's ledger; written to
@@ -77,6 +82,27 @@ pub struct Staged {
     max_timestamp: i64,
     next_offset: Offset,
     producers: Vec<StoredProducerBatch>,
+    follows_durable: bool,
+}
+
+/// How a committed append was made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Not yet (acks=0/1, or acks=all without its fsync).
+    None,
+    /// Its segment was fsynced.
+    Synced,
+    /// Its record is in an fsynced write-ahead file.
+    Logged,
+}
+
+impl Staged {
+    /// Whether everything before the append in its segment is durable. A write-ahead record can
+    /// make the append durable only then: replay after a power cut appends it where the log
+    /// ends, and the bytes before it must be there for that to be its place.
+    pub fn follows_durable(&self) -> bool {
+        self.follows_durable
+    }
 }
 
 /// A partition log found on disk, with what the core needs of it.
@@ -111,6 +137,8 @@ impl PartitionLog {
                     active,
                     active_len: 0,
                     written_back: 0,
+                    durable_len: 0,
+                    synced_len: 0,
                     next_offset: Offset(0),
                     segment_bytes,
                     active_index: OffsetLedger::default(),
@@ -248,6 +276,10 @@ impl PartitionLog {
             active,
             active_len,
             written_back: active_len,
+            // what a crash left may still be only in the page cache (after a kill): the first
+            // durable append fsyncs the segment rather than trust it
+            durable_len: 0,
+            synced_len: 0,
             next_offset: next,
             segment_bytes,
             active_index,
@@ -280,7 +312,12 @@ impl PartitionLog {
             self.abandon(staged);
             return Err(e);
         }
-        Ok(self.commit(staged, sync))
+        let durability = if sync {
+            Durability::Synced
+        } else {
+            Durability::None
+        };
+        Ok(self.commit(staged, durability))
     }
 
     /// Writes batches after the log's end without making them part of the log: [`Self::commit`]
@@ -297,6 +334,7 @@ impl PartitionLog {
                 max_timestamp: -1,
                 next_offset: self.next_offset,
                 producers: Vec::new(),
+                follows_durable: self.durable_len == self.active_len,
             });
         };
         if self.active_len >= self.segment_bytes && self.active_len > 0 {
@@ -312,6 +350,7 @@ impl PartitionLog {
         };
         let last = batches.last().unwrap_or(first);
         Ok(Staged {
+            follows_durable: self.durable_len == position.byte,
             position,
             bytes,
             records: batches
@@ -339,9 +378,9 @@ impl PartitionLog {
         })
     }
 
-    /// Makes a staged append part of the log (`synced`: the caller fsynced it); returns where its
-    /// first batch starts.
-    pub fn commit(&mut self, staged: Staged, synced: bool) -> LogPosition {
+    /// Makes a staged append part of the log, made durable as `durability` says; returns where
+    /// its first batch starts.
+    pub fn commit(&mut self, staged: Staged, durability: Durability) -> LogPosition {
         if staged.bytes == 0 {
             return staged.position;
         }
@@ -360,8 +399,14 @@ impl PartitionLog {
             self.producers.record(pid, epoch, first, count, base);
         }
         self.active_len += staged.bytes;
-        if synced {
+        if durability == Durability::Synced
+            || (durability == Durability::Logged && staged.follows_durable)
+        {
+            self.durable_len = self.active_len;
+        }
+        if durability == Durability::Synced {
             self.written_back = self.active_len;
+            self.synced_len = self.active_len;
         } else if self.active_len - self.written_back >= WRITEBACK_BYTES {
             // a hint: if it fails, the kernel's own writeback still comes
             let _ = self
@@ -412,13 +457,24 @@ impl PartitionLog {
         self.active = open_segment(disk, &self.dir, base)?;
         self.active_len = 0;
         self.written_back = 0;
+        self.durable_len = 0;
+        self.synced_len = 0;
         self.segments.push(base);
         disk.sync_dir(&self.dir).map_err(io_err)
     }
 
-    /// Makes everything written durable (interval flush, shutdown).
-    pub fn flush(&self) -> Result<(), StorageError> {
-        self.active.sync().map_err(io_err)
+    /// Makes everything written durable (interval flush, shutdown, checkpoint).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active.sync().map_err(io_err)?;
+        self.durable_len = self.active_len;
+        self.synced_len = self.active_len;
+        Ok(())
+    }
+
+    /// Whether the active segment holds bytes not known to be fsynced (durable through the
+    /// write-ahead file, or not durable at all).
+    pub fn has_unsynced(&self) -> bool {
+        self.synced_len < self.active_len
     }
 
     /// Records a new log start and deletes segments wholly below it.
@@ -663,13 +719,17 @@ fn read_log_start(disk: &dyn Disk, dir: &Path) -> Result<Option<Offset>, Storage
     }
 }
 
-/// Every partition directory under `data_dir`, recovered.
+/// Every partition directory under `data_dir`, recovered, after the write-ahead files are
+/// replayed into them (and removed: see [`super::wal::replay`]).
 pub fn recover_all(
     disk: Arc<dyn Disk>,
     data_dir: &Path,
     segment_bytes: u64,
 ) -> Result<Vec<Recovery>, StorageError> {
     disk.create_dir_all(data_dir).map_err(io_err)?;
+    for note in super::wal::replay(disk.clone(), data_dir, segment_bytes)? {
+        tracing::warn!(%note, "write-ahead replay");
+    }
     let mut out = Vec::new();
     for (name, is_dir) in disk.list(data_dir).map_err(io_err)? {
         if !is_dir {
