@@ -78,7 +78,8 @@ pub struct Settings {
     /// Threads writing the embedded logs; partitions are dealt to them in turn. Each makes a
     /// round of acks=all appends durable with one fsync: of its write-ahead file when the round
     /// wrote to two or more of its partitions, else of the one partition's segment. Writers fsync
-    /// in parallel [default: 8].
+    /// in parallel; fewer share an fsync among more partitions (on 2 cores with 24 partitions, 1
+    /// writer measured 131k-143k acks=all records/s against 118k-120k for 8) [default: 8].
     #[arg(long, env = "KELP_LOG_WRITERS")]
     pub log_writers: Option<usize>,
     /// Size at which a log writer's write-ahead file is checkpointed (its partitions fsynced, the
