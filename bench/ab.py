@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""A/B runs of Kelp builds or flags under ProducerPerformance, alternating, for one question at a
+time (bench/run.py measures every system once; this measures variants of Kelp several times each,
+in turn, so that a noisy machine drifts across all of them alike).
+
+    bench/ab.py --rounds 3 --partitions 24 -- "--wal-bytes 0" "" "--log-writers 1"
+    bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 1"
+
+Each variant is a string of extra `kelp` flags ("" is the defaults). Per run it prints records/s,
+the tool's p99, the gateway's CPU seconds, and the whole machine's busy and iowait CPU seconds
+(on a small machine the client's share decides much). Needs what bench/run.sh installs (the Kafka
+jars: `bash tests/install.sh system kafka`) and a release build of `kelp`.
+"""
+import argparse
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import run as R
+
+
+def jiffies_of(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine():
+    return [int(x) for x in open("/proc/stat").readline().split()[1:]]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=R.PARTITIONS)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--acks", default="all")
+    ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "target/release/kelp"))
+    ap.add_argument("variants", nargs="+", help='extra kelp flags per variant, e.g. "--wal-bytes 0" ""')
+    args = ap.parse_args()
+    R.PARTITIONS = args.partitions
+    for rnd in range(args.rounds):
+        for flags in args.variants:
+            work = Path(tempfile.mkdtemp(prefix="kelp-ab-"))
+            proc, port, _ = R.start_kelp(Path(args.binary), work, None, shlex.split(flags))
+            try:
+                if not R.wait_port(port, proc, 30):
+                    raise RuntimeError("kelp did not start listening")
+                bootstrap = f"127.0.0.1:{port}"
+                R.create_topic(bootstrap, "ab", work)
+                cpu0, m0, t0 = jiffies_of(proc.pid), machine(), time.time()
+                res = R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
+                cpu1, m1, t1 = jiffies_of(proc.pid), machine(), time.time()
+                d = [b - a for a, b in zip(m0, m1)]
+                busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
+                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s, p99 {res['p99_ms']:.0f} ms, "
+                      f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
+                      f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)
+            except Exception as e:  # one failed run is reported, the others go on
+                print(f"round {rnd} [{flags}]: failed: {e}; log: {R.tail(work / 'server.log')}", flush=True)
+            finally:
+                proc.kill()
+                proc.wait()
+                shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
