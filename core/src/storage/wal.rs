@@ -239,8 +239,8 @@ impl WalError {
 }
 
 /// Replays every write-ahead file under `data_dir` into the partition logs and removes the files:
-/// each record's batches that continue its partition's recovered log are appended, and the logs
-/// replayed into are fsynced before any file goes. Run at start-up, before the partitions are
+/// each record's batches that continue its partition's recovered log are appended, and every log
+/// a file names is fsynced before any file goes. Run at start-up, before the partitions are
 /// recovered for the gateway and before any writer opens its file. Returns what it did, a line
 /// per partition, for the log.
 pub fn replay(
@@ -342,9 +342,9 @@ fn replay_partition(
             break 'records;
         }
     }
-    if appended > 0 {
-        log.flush()?;
-    }
+    // Also when nothing was appended: after a kill (not a power cut) the segments hold every
+    // record, but maybe only in the page cache, and the file that made them durable goes next.
+    log.flush()?;
     Ok(match (appended, gap) {
         (0, None) => None,
         (n, None) => Some(format!(
