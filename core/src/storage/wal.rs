@@ -170,11 +170,6 @@ impl Wal {
         encode_record(&mut self.pending, tp, batches);
     }
 
-    /// Whether records wait for [`Self::commit`].
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// Writes and fsyncs the round's records. On error they are cut off again (if that fails
     /// too, the error says the file can no longer be trusted and the writer stops using it).
     pub fn commit(&mut self) -> Result<(), WalError> {
