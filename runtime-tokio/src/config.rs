@@ -93,6 +93,11 @@ pub struct Settings {
     /// Partitions of auto-created topics [default: 1].
     #[arg(long, env = "KELP_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<i32>,
+    /// How long a new consumer group's first rebalance waits for more members to join, in ms
+    /// (Kafka's `group.initial.rebalance.delay.ms`; 0 answers the first JoinGroup at once)
+    /// [default: 3000].
+    #[arg(long, env = "KELP_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// glibc malloc arenas at most (memory freed in one arena stays with the process; fewer arenas
     /// keep the peak RSS down); 0 = glibc's default of 8 per core [default: 2].
     #[arg(long, env = "KELP_MALLOC_ARENAS")]
@@ -120,6 +125,7 @@ pub struct Resolved {
     pub wal_bytes: u64,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    pub group_initial_rebalance_delay_ms: u64,
     pub metrics_listen: Option<SocketAddr>,
     pub malloc_arenas: usize,
 }
@@ -269,6 +275,7 @@ impl Settings {
             wal_bytes: pick!(wal_bytes, 64 * 1024 * 1024),
             auto_create_topics: pick!(auto_create_topics, true),
             default_partitions,
+            group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3_000),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             malloc_arenas: pick!(malloc_arenas, 2),
         })
@@ -285,7 +292,8 @@ mod tests {
         let path = dir.path().join("kelp.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:19092\"\ndefault-partitions = 3\nsegment-bytes = 1000\n",
+            "listen = \"127.0.0.1:19092\"\ndefault-partitions = 3\nsegment-bytes = 1000\n\
+             group-initial-rebalance-delay-ms = 0\n",
         )
         .unwrap();
         let s = Settings {
@@ -298,6 +306,7 @@ mod tests {
         assert_eq!(r.advertised_port, 19092);
         assert_eq!(r.default_partitions, 3);
         assert_eq!(r.segment_bytes, 2000);
+        assert_eq!(r.group_initial_rebalance_delay_ms, 0);
         assert!(r.fsync_acks_all);
         assert_eq!(r.backend, Backend::Local);
     }

@@ -136,6 +136,7 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
         auto_create_topics: settings.auto_create_topics,
         default_partitions: settings.default_partitions,
         sync_on_acks_all: settings.fsync_acks_all,
+        group_initial_rebalance_delay_ms: settings.group_initial_rebalance_delay_ms,
         ..Config::default()
     };
     let max_decompressed = config.max_decompressed_batch_bytes;
