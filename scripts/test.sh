@@ -31,7 +31,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # The gateway suites (end-to-end with real clients, kill -9 crash tests; on SMQ also an SMQ-native reader).
 gateway_suites() {
     cargo test --locked -p kelp-tests 2>&1 | tee -a "$log"
-    cargo test --locked -p kelp-tokio --test crash --test metrics ${KELP_E2E_SMQ:+--test smq_native} 2>&1 | tee -a "$log"
+    cargo test --locked -p kelp-tokio --test crash --test metrics --test settings ${KELP_E2E_SMQ:+--test smq_native} 2>&1 | tee -a "$log"
 }
 echo "== the end-to-end and crash suites again on kelp-smol (embedded log)"
 KELP_BIN="$bin_dir/kelp-smol" gateway_suites

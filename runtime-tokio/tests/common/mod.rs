@@ -161,6 +161,11 @@ impl Client {
         })
     }
 
+    /// How long a call waits for its answer (10 s unless set).
+    pub fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     pub fn call(&mut self, version: i16, body: RequestBody) -> std::io::Result<ResponseBody> {
         self.corr += 1;
         let api = body.api_key();

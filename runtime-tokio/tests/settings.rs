@@ -1,0 +1,76 @@
+//! Gateway flags that change the broker's behaviour reach it, seen from a client on the wire. Runs
+//! on whichever binary `KELP_BIN` names.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Client, Kelp, free_port};
+use kelp_core::api::join_group::request::JoinGroupRequestProtocol;
+use kelp_core::api::join_group::{JoinGroupRequest, JoinGroupResponse};
+use kelp_core::api::{RequestBody, ResponseBody};
+use kelp_core::error_code::ErrorCode;
+use std::time::Duration;
+
+/// A JoinGroup v9 of a new group's only member (with the MEMBER_ID_REQUIRED round trip when
+/// `member` is empty); long timeouts, so that only the initial delay can hold the answer back.
+fn join(c: &mut Client, member: &str) -> std::io::Result<JoinGroupResponse> {
+    let body = JoinGroupRequest {
+        group_id: "g".into(),
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 600_000,
+        member_id: member.into(),
+        protocol_type: "consumer".into(),
+        protocols: vec![JoinGroupRequestProtocol {
+            name: "range".into(),
+            metadata: Bytes::from_static(b"meta"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    match c.call(9, RequestBody::JoinGroup(body))? {
+        ResponseBody::JoinGroup(r) => Ok(r),
+        other => panic!("not a JoinGroup response: {other:?}"),
+    }
+}
+
+/// Joins a new group as its first member; the answer to the join that counts, or the read's error.
+fn first_join(kelp: &Kelp, wait: Duration) -> std::io::Result<JoinGroupResponse> {
+    let mut c = Client::connect(kelp.addr).unwrap();
+    let r = join(&mut c, "").unwrap();
+    assert_eq!(r.error_code, ErrorCode::MEMBER_ID_REQUIRED.0);
+    c.set_read_timeout(wait).unwrap();
+    join(&mut c, &r.member_id.to_string())
+}
+
+#[test]
+fn the_initial_rebalance_delay_is_the_flags() {
+    // Far longer than the wait: the first join stays unanswered (with the default of 3 s it would
+    // be answered within the 6 s waited here).
+    let dir = tempfile::tempdir().unwrap();
+    let kelp = Kelp::start_with(
+        dir.path(),
+        free_port(),
+        &["--group-initial-rebalance-delay-ms", "600000"],
+    );
+    let e = first_join(&kelp, Duration::from_secs(6)).expect_err("answered during the delay");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    drop(kelp);
+
+    // None: answered at once, the member its group's leader.
+    let dir = tempfile::tempdir().unwrap();
+    let kelp = Kelp::start_with(
+        dir.path(),
+        free_port(),
+        &["--group-initial-rebalance-delay-ms", "0"],
+    );
+    let r = first_join(&kelp, Duration::from_secs(20)).expect("answered");
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.leader, r.member_id);
+    assert_eq!(r.generation_id, 1);
+}
