@@ -33,8 +33,15 @@ fn join(c: &mut Client, member: &str) -> std::io::Result<JoinGroupResponse> {
     }
 }
 
-/// Joins a new group as its first member; the answer to the join that counts, or the read's error.
-fn first_join(kelp: &Kelp, wait: Duration) -> std::io::Result<JoinGroupResponse> {
+/// Starts a gateway with `--group-initial-rebalance-delay-ms delay_ms` and joins a new group as its
+/// first member; the answer to the join that counts, or the read's error after `wait`.
+fn first_join(delay_ms: &str, wait: Duration) -> std::io::Result<JoinGroupResponse> {
+    let dir = tempfile::tempdir().unwrap();
+    let kelp = Kelp::start_with(
+        dir.path(),
+        free_port(),
+        &["--group-initial-rebalance-delay-ms", delay_ms],
+    );
     let mut c = Client::connect(kelp.addr).unwrap();
     let r = join(&mut c, "").unwrap();
     assert_eq!(r.error_code, ErrorCode::MEMBER_ID_REQUIRED.0);
@@ -46,13 +53,7 @@ fn first_join(kelp: &Kelp, wait: Duration) -> std::io::Result<JoinGroupResponse>
 fn the_initial_rebalance_delay_is_the_flags() {
     // Far longer than the wait: the first join stays unanswered (with the default of 3 s it would
     // be answered within the 6 s waited here).
-    let dir = tempfile::tempdir().unwrap();
-    let kelp = Kelp::start_with(
-        dir.path(),
-        free_port(),
-        &["--group-initial-rebalance-delay-ms", "600000"],
-    );
-    let e = first_join(&kelp, Duration::from_secs(6)).expect_err("answered during the delay");
+    let e = first_join("600000", Duration::from_secs(6)).expect_err("answered during the delay");
     assert!(
         matches!(
             e.kind(),
@@ -60,16 +61,9 @@ fn the_initial_rebalance_delay_is_the_flags() {
         ),
         "{e}"
     );
-    drop(kelp);
 
     // None: answered at once, the member its group's leader.
-    let dir = tempfile::tempdir().unwrap();
-    let kelp = Kelp::start_with(
-        dir.path(),
-        free_port(),
-        &["--group-initial-rebalance-delay-ms", "0"],
-    );
-    let r = first_join(&kelp, Duration::from_secs(20)).expect("answered");
+    let r = first_join("0", Duration::from_secs(20)).expect("answered");
     assert_eq!(r.error_code, 0);
     assert_eq!(r.leader, r.member_id);
     assert_eq!(r.generation_id, 1);
