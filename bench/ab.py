@@ -6,7 +6,8 @@ in turn, so that a noisy machine drifts across all of them alike).
     bench/ab.py --rounds 3 --partitions 24 -- "--wal-bytes 0" "" "--log-writers 1"
     bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 1"
 
-Each variant is a string of extra `kelp` flags ("" is the defaults). Per run it prints records/s,
+Each variant is a string of extra `kelp` flags ("" is the defaults); one that starts with `@PATH`
+runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`). Per run it prints records/s,
 the tool's p99, the gateway's CPU seconds, and the whole machine's busy and iowait CPU seconds
 (on a small machine the client's share decides much). Needs what bench/run.sh installs (the Kafka
 jars: `bash tests/install.sh system kafka`) and a release build of `kelp`.
@@ -43,7 +44,11 @@ def main():
     for rnd in range(args.rounds):
         for flags in args.variants:
             work = Path(tempfile.mkdtemp(prefix="kelp-ab-"))
-            proc, port, _ = R.start_kelp(Path(args.binary), work, None, shlex.split(flags))
+            words = shlex.split(flags)
+            binary = args.binary
+            if words and words[0].startswith("@"):
+                binary, words = words[0][1:], words[1:]
+            proc, port, _ = R.start_kelp(Path(binary), work, None, words)
             try:
                 if not R.wait_port(port, proc, 30):
                     raise RuntimeError("kelp did not start listening")

@@ -76,15 +76,17 @@ pub struct Settings {
     #[arg(long, env = "KELP_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
     /// Threads writing the embedded logs; partitions are dealt to them in turn. Each makes a
-    /// round of acks=all appends durable with one fsync: of its write-ahead file when the round
-    /// wrote to two or more of its partitions, else of the one partition's segment. Writers fsync
-    /// in parallel; fewer share an fsync among more partitions (on 2 cores with 24 partitions, 1
-    /// writer measured 131k-143k acks=all records/s against 118k-120k for 8) [default: 8].
+    /// round of acks=all appends durable with one fsync, of its write-ahead file. One writer
+    /// shares that fsync among every partition: on 2 cores, 1M × 1 KiB at acks=all, 1 writer
+    /// measured 120k-128k records/s at 2.8-2.9 s of gateway CPU against 115k-119k at 4.2-4.3 s
+    /// for 8 (3 partitions), and 166k-174k against 131k-134k for 8 on the build before (24
+    /// partitions). More writers write and fsync in parallel, for machines with cores and disks
+    /// to spare [default: 1].
     #[arg(long, env = "KELP_LOG_WRITERS")]
     pub log_writers: Option<usize>,
-    /// Size at which a log writer's write-ahead file is checkpointed (its partitions fsynced, the
-    /// file emptied); 0 = no write-ahead files: each round fsyncs every partition it wrote acks=all
-    /// appends to [default: 67108864].
+    /// Bytes of records after which a log writer's write-ahead file is checkpointed (its
+    /// partitions fsynced, the file reused from its start); 0 = no write-ahead files: each round
+    /// fsyncs every partition it wrote acks=all appends to [default: 67108864].
     #[arg(long, env = "KELP_WAL_BYTES")]
     pub wal_bytes: Option<u64>,
     /// Create unknown topics on Metadata and Produce [default: true].
@@ -271,7 +273,7 @@ impl Settings {
             fsync_acks_all: pick!(fsync_acks_all, true),
             flush_interval_ms: pick!(flush_interval_ms, 0),
             segment_bytes: pick!(segment_bytes, 1024 * 1024 * 1024),
-            log_writers: pick!(log_writers, 8).max(1),
+            log_writers: pick!(log_writers, 1).max(1),
             wal_bytes: pick!(wal_bytes, 64 * 1024 * 1024),
             auto_create_topics: pick!(auto_create_topics, true),
             default_partitions,

@@ -76,7 +76,7 @@ impl Storage {
             );
             logs.push(if place.wal_bytes > 0 {
                 let path = wal_path(&place.data_dir, i);
-                let wal = Wal::open(&*place.disk, &path, place.wal_bytes)
+                let wal = Wal::open(&*place.disk, &path, place.wal_bytes, random_seed())
                     .map_err(std::io::Error::other)?;
                 log.with_wal(wal)
             } else {
@@ -172,6 +172,13 @@ impl Storage {
             let _ = w.await;
         }
     }
+}
+
+/// A random seed for a write-ahead file's salts: the standard library's hasher keys come from the
+/// operating system's random source.
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
 /// A writer thread: waits for a command, takes every other one queued behind it (up to

@@ -88,19 +88,26 @@ impl MemDisk {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A power cut: each file keeps what was synced, and of what was written after, a prefix
-    /// whose length `torn` picks (0: none of it).
+    /// A power cut: each file keeps what was synced, and of what was written after, from the first
+    /// byte that differs (appended or overwritten), a prefix whose length `torn` picks (0: none
+    /// of it). An unsynced cut to a shorter length is lost.
     pub fn crash(&self, mut torn: impl FnMut(usize) -> usize) {
         for f in self.files().values() {
             let mut s = f.state();
             let FileState {
                 written, synced, ..
             } = &mut *s;
+            let same = written
+                .iter()
+                .zip(synced.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
             let mut kept = synced.clone();
-            if written.len() > kept.len() && written.starts_with(&kept[..]) {
-                let extra = torn(written.len() - kept.len());
-                kept.extend_from_slice(&written[synced.len()..synced.len() + extra]);
+            let extra = torn(written.len() - same);
+            if kept.len() < same + extra {
+                kept.resize(same + extra, 0);
             }
+            kept[same..same + extra].copy_from_slice(&written[same..same + extra]);
             *written = kept;
         }
     }

@@ -2,33 +2,46 @@
 //! writer owns durable.
 //!
 //! Why: without it, a writer fsyncs each partition's segment once a round. Each fsync pays a
-//! device flush and the file's metadata (its length changed) whatever it carries, so a round over
-//! three partitions paid three. With it, a durable append is written to its segment without an
-//! fsync and, as a record, to this file; one write and one fsync of this file then cover the
-//! round, and the segments reach the disk behind it (writeback, and an fsync of each at a
-//! checkpoint). The writer uses it only for rounds that wrote two or more partitions: for one,
-//! its segment's fsync costs the same without writing the bytes twice.
+//! device flush and the file's metadata (its length changed, new blocks) whatever it carries, so
+//! a round over three partitions paid three. With it, a durable append is written to its segment
+//! without an fsync and, as a record, to this file; one write and one fsync of this file then
+//! cover the round, and the segments reach the disk behind it (writeback, and an fsync of each at
+//! a checkpoint).
 //!
-//! Measured with ProducerPerformance (1M × 1 KiB, acks=all, 24 partitions, 2 cores), records/s
-//! and the gateway's CPU seconds: segment fsyncs on 8 writers 81k, 81k (6.3, 6.6 s); this file on
-//! 8 writers 95k, 87k (5.3, 6.0 s), on 2 writers 101k, 119k (4.4, 3.4 s), on 1 writer 112k, 130k
-//! (3.3, 2.9 s). With 3 partitions on 8 writers (one each) it is not used; putting the 3 on one
-//! writer with it measured 53k–77k (seven runs) against 67k–75k for 8 writers' separate fsyncs
-//! in parallel, in the same runs.
+//! Why it is reused in place rather than cut to empty: once the file has been through one
+//! checkpoint, records overwrite blocks the file already has, so its fsync writes data and
+//! flushes the device, and no metadata (no length, no block allocation, no inode). Measured on
+//! this project's 2-core VM (ext4), 48 KiB pwrite + fdatasync a round: 7,100-7,400 a second in
+//! place against 5,000-5,400 appending, and 3 threads, each also writing its segment unsynced,
+//! 10,700-11,000 against 7,300-7,800 fsyncing the segments. In the gateway (ProducerPerformance,
+//! 1M × 1 KiB, acks=all, 3 partitions, `bench/ab.py`) one writer and this file measured 121k-126k
+//! records/s at 2.8-2.9 s of gateway CPU, against 111k-114k at 3.4-3.5 s for one writer cutting
+//! the file to empty, and 109k-120k at 4.1-4.7 s for one writer a partition fsyncing segments.
 //!
-//! Format: records back to back, each `len: u32` (of the body), `crc: u32` (CRC-32C of the body)
-//! and a body of `topic length: u16`, the topic, `partition: i32`, then the append's v2 batches
-//! exactly as written to the segment (base offsets in place). The file is only appended to and is
-//! cut to empty at a checkpoint, so a scan stops at the first torn or damaged record and finds
-//! nothing stale after it.
+//! Format. Two generation slots, each at the start of a 4 KiB block of its own ([`SLOT_SPAN`]):
+//! `"KELPWAL2"`, `generation: u64`, `salt: u64`, CRC-32C of those 24 bytes. The slot with the
+//! highest valid generation is current. Records start at [`DATA_START`], back to back, each
+//! `len: u32` (of the body), `crc: u32` (CRC-32C of the salt and the body), `salt: u64` and a
+//! body of `topic length: u16`, the topic, `partition: i32`, then the append's v2 batches exactly
+//! as written to the segment (base offsets in place).
+//!
+//! A checkpoint starts a new generation: its slot (the other one, never the current) is written
+//! and fsynced, and records start again at [`DATA_START`]. Past the last record of the current
+//! generation the file holds older records, or parts of them, or zeros. A scan takes only records
+//! with the current generation's salt and stops at the first that is not one. The salt is drawn
+//! from a seed the runtime draws at random, so no producer can place bytes in its values that a
+//! later scan would take for a record.
 //!
 //! A record is replayed after a crash ([`replay`]) when its batches continue the recovered
 //! partition's log; batches the log already holds are skipped. That is only sound when
 //! everything before the record in the segment was durable when it was written, so the writer
 //! logs an append only then ([`super::file_log::Staged::follows_durable`]) and fsyncs the segment
-//! otherwise. Start-up replays every file in `DATA/wal/` and removes them before a writer opens
-//! its own, so records never outlive the partition they name (a writer also checkpoints before it
-//! deletes a partition).
+//! otherwise. Start-up replays every file in `DATA/wal/` and then starts a new generation in each
+//! before a writer opens its own, so records never outlive the partition they name (a writer also
+//! checkpoints before it deletes a partition).
+//!
+//! Files of the first format (records from byte 0 with an 8-byte header, cut to empty at a
+//! checkpoint; a file with no valid slot) are still replayed, and then removed.
 
 use super::AppendBatch;
 use super::StorageError;
@@ -46,8 +59,26 @@ use std::sync::Arc;
 /// always ends in `-<partition>`, so no topic can take it).
 pub const WAL_DIR: &str = "wal";
 
-/// Record header: body length and CRC-32C.
-const HEADER_LEN: usize = 8;
+/// Bytes from one generation slot to the next: a block each, so a torn write of one cannot touch
+/// the other.
+pub const SLOT_SPAN: u64 = 4096;
+
+/// Where records start.
+pub const DATA_START: u64 = 2 * SLOT_SPAN;
+
+const SLOT_MAGIC: &[u8; 8] = b"KELPWAL2";
+
+/// Slot: magic, generation, salt, CRC-32C.
+const SLOT_LEN: usize = 8 + 8 + 8 + 4;
+
+/// Record header: body length, CRC-32C, salt.
+const HEADER_LEN: usize = 16;
+
+/// Record header of the first format: body length and CRC-32C.
+const LEGACY_HEADER_LEN: usize = 8;
+
+/// Fewest bytes of a body: an empty topic and the partition.
+const MIN_BODY: usize = 2 + 4;
 
 /// The write-ahead file of writer `index`.
 pub fn wal_path(data_dir: &Path, index: usize) -> PathBuf {
@@ -70,9 +101,13 @@ pub fn record_body_len(tp: &TopicPartition, batches: &[AppendBatch]) -> Option<u
     u32::try_from(2 + topic + 4 + batches).ok()
 }
 
-/// Appends the record of an append of `batches` to `tp` to `out`; nothing if
-/// [`record_body_len`] says no record can hold it.
-pub fn encode_record(out: &mut BytesMut, tp: &TopicPartition, batches: &[AppendBatch]) {
+fn record_crc(salt: u64, body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&salt.to_be_bytes()), body)
+}
+
+/// Appends the record of an append of `batches` to `tp`, for the generation of `salt`, to `out`;
+/// nothing if [`record_body_len`] says no record can hold it.
+pub fn encode_record(out: &mut BytesMut, salt: u64, tp: &TopicPartition, batches: &[AppendBatch]) {
     let Some(body_len) = record_body_len(tp, batches) else {
         return;
     };
@@ -81,6 +116,7 @@ pub fn encode_record(out: &mut BytesMut, tp: &TopicPartition, batches: &[AppendB
     out.reserve(HEADER_LEN + body_len as usize);
     out.put_u32(body_len);
     out.put_u32(0); // the CRC, once the body is in
+    out.put_u64(salt);
     out.put_u16(topic.len() as u16);
     out.put_slice(topic);
     out.put_i32(tp.partition);
@@ -88,38 +124,104 @@ pub fn encode_record(out: &mut BytesMut, tp: &TopicPartition, batches: &[AppendB
         out.put_i64(b.base_offset.0);
         out.put_slice(b.bytes.get(8..).unwrap_or_default());
     }
-    let crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
+    let crc = record_crc(salt, &out[start + HEADER_LEN..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The bytes of a generation slot.
+pub fn encode_slot(generation: u64, salt: u64) -> [u8; SLOT_LEN] {
+    let mut slot = [0u8; SLOT_LEN];
+    slot[..8].copy_from_slice(SLOT_MAGIC);
+    slot[8..16].copy_from_slice(&generation.to_be_bytes());
+    slot[16..24].copy_from_slice(&salt.to_be_bytes());
+    let crc = crc32c::crc32c(&slot[..24]);
+    slot[24..].copy_from_slice(&crc.to_be_bytes());
+    slot
+}
+
+/// The generation and salt of the slot at the start of `bytes`, if it is a valid one.
+fn decode_slot(bytes: &[u8]) -> Option<(u64, u64)> {
+    let slot = bytes.get(..SLOT_LEN)?;
+    if &slot[..8] != SLOT_MAGIC || crc32c::crc32c(&slot[..24]).to_be_bytes() != slot[24..] {
+        return None;
+    }
+    let generation = u64::from_be_bytes(slot[8..16].try_into().ok()?);
+    let salt = u64::from_be_bytes(slot[16..24].try_into().ok()?);
+    Some((generation, salt))
+}
+
+/// The current generation and its salt, from the first [`DATA_START`] bytes of a file; `None`
+/// for a file of the first format (or one whose first slot write never reached the disk).
+pub fn current_generation(head: &[u8]) -> Option<(u64, u64)> {
+    let first = decode_slot(head);
+    let second = head.get(SLOT_SPAN as usize..).and_then(decode_slot);
+    match (first, second) {
+        (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The salt of generation `generation` of a file whose writer drew `seed`: a mix of the two
+/// (SplitMix64's finaliser), unpredictable without the seed.
+fn salt_of(seed: u64, generation: u64) -> u64 {
+    let mut z = seed ^ generation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The records of a write-ahead file, in order: each partition with its batches. Also why the scan
-/// stopped before the end, if it did (a torn tail after a crash is expected).
+/// stopped before the end, if it did (a torn tail after a crash is expected; a file reused in
+/// place always stops at the first record of an older generation or at zeros, which is not
+/// reported).
 pub fn scan_records(file: &Bytes) -> (Vec<(TopicPartition, Bytes)>, Option<String>) {
+    let (mut at, salt) = match current_generation(file) {
+        Some((_, salt)) => (DATA_START as usize, Some(salt)),
+        None => (0, None),
+    };
     let mut records = Vec::new();
-    let mut at = 0usize;
     while at < file.len() {
-        let Some(record) = parse_record(file, at) else {
-            return (
-                records,
-                Some(format!("torn or damaged record at byte {at}")),
-            );
+        let Some((tp, batches, next)) = parse_record(file, at, salt) else {
+            let why = salt
+                .is_none()
+                .then(|| format!("torn or damaged record at byte {at}"));
+            return (records, why);
         };
-        let (tp, batches, next) = record;
         records.push((tp, batches));
         at = next;
     }
     (records, None)
 }
 
-/// The record at byte `at`: its partition, its batches and where the next record starts.
-fn parse_record(file: &Bytes, at: usize) -> Option<(TopicPartition, Bytes, usize)> {
-    let header = file.get(at..at.checked_add(HEADER_LEN)?)?;
+/// The record at byte `at`: its partition, its batches and where the next record starts. `salt`:
+/// the current generation's, or `None` for the first format.
+fn parse_record(
+    file: &Bytes,
+    at: usize,
+    salt: Option<u64>,
+) -> Option<(TopicPartition, Bytes, usize)> {
+    let header_len = if salt.is_some() {
+        HEADER_LEN
+    } else {
+        LEGACY_HEADER_LEN
+    };
+    let header = file.get(at..at.checked_add(header_len)?)?;
     let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_be_bytes(header[4..].try_into().ok()?);
-    let body_at = at + HEADER_LEN;
+    let crc = u32::from_be_bytes(header[4..8].try_into().ok()?);
+    let body_at = at + header_len;
     let body = file.get(body_at..body_at.checked_add(len)?)?;
-    if crc32c::crc32c(body) != crc {
-        return None;
+    match salt {
+        Some(salt) => {
+            let stored = u64::from_be_bytes(header[8..16].try_into().ok()?);
+            if stored != salt || len < MIN_BODY || record_crc(salt, body) != crc {
+                return None;
+            }
+        }
+        None => {
+            if crc32c::crc32c(body) != crc {
+                return None;
+            }
+        }
     }
     let topic_len = usize::from(u16::from_be_bytes(body.get(..2)?.try_into().ok()?));
     let topic = std::str::from_utf8(body.get(2..2 + topic_len)?).ok()?;
@@ -132,21 +234,38 @@ fn parse_record(file: &Bytes, at: usize) -> Option<(TopicPartition, Bytes, usize
     Some((tp, batches, body_at + len))
 }
 
+/// Writes and fsyncs the slot of `generation` (in the slot the current one is not in).
+fn write_slot(file: &dyn DiskFile, generation: u64, salt: u64) -> io::Result<()> {
+    let at = (generation % 2) * SLOT_SPAN;
+    file.write_all_at(&encode_slot(generation, salt), at)?;
+    file.sync()
+}
+
 /// A log writer's write-ahead file.
 pub struct Wal {
     file: Box<dyn DiskFile>,
-    /// Bytes of whole records in the file.
-    len: u64,
+    /// What the salts of this writer's generations are drawn from.
+    seed: u64,
+    /// The current generation and its salt.
+    generation: u64,
+    salt: u64,
+    /// Where the next record goes.
+    at: u64,
     /// Records of the round, not yet written.
     pending: BytesMut,
-    /// The size past which the writer checkpoints (fsyncs its segments and empties this file).
+    /// The record bytes past which the writer checkpoints (fsyncs its segments and starts a new
+    /// generation).
     limit: u64,
+    /// A new generation's slot failed to write or fsync, so which generation the disk holds is
+    /// unknown: nothing may be logged until a [`Wal::reset`] holds.
+    unsure: bool,
 }
 
 impl Wal {
-    /// Opens (creating it and its directory durably) the write-ahead file at `path`; records go
-    /// after any it holds (start-up replays and removes them first, see [`replay`]).
-    pub fn open(disk: &dyn Disk, path: &Path, limit: u64) -> Result<Wal, StorageError> {
+    /// Opens (creating it and its directory durably) the write-ahead file at `path` and starts a
+    /// new generation in it, so whatever records it held are stale: call after [`replay`].
+    /// `seed` should be random (the runtime draws it); the salts of the generations come from it.
+    pub fn open(disk: &dyn Disk, path: &Path, limit: u64, seed: u64) -> Result<Wal, StorageError> {
         let dir = path
             .parent()
             .ok_or_else(|| StorageError::Io(format!("{} has no directory", path.display())))?;
@@ -156,38 +275,57 @@ impl Wal {
         if let Some(data_dir) = dir.parent() {
             disk.sync_dir(data_dir).map_err(io_err)?;
         }
-        let len = file.size().map_err(io_err)?;
+        let head = file.read_bytes_at(0, DATA_START as usize).map_err(io_err)?;
+        let current = current_generation(&head).map_or(0, |(g, _)| g);
+        let generation = current + 1;
+        let salt = salt_of(seed, generation);
+        write_slot(&*file, generation, salt).map_err(io_err)?;
         Ok(Wal {
             file,
-            len,
+            seed,
+            generation,
+            salt,
+            at: DATA_START,
             pending: BytesMut::new(),
             limit,
+            unsure: false,
         })
+    }
+
+    /// Whether appends can be logged here (not while a new generation's slot is in doubt).
+    pub fn usable(&self) -> bool {
+        !self.unsure
     }
 
     /// Adds the record of a staged append to the round.
     pub fn log(&mut self, tp: &TopicPartition, batches: &[AppendBatch]) {
-        encode_record(&mut self.pending, tp, batches);
+        encode_record(&mut self.pending, self.salt, tp, batches);
     }
 
-    /// Writes and fsyncs the round's records. On error they are cut off again (if that fails
-    /// too, the error says the file can no longer be trusted and the writer stops using it).
+    /// Writes and fsyncs the round's records. On error the first of them is overwritten with
+    /// zeros, so no scan takes them (if that fails too, the error says the file can no longer be
+    /// trusted and the writer stops using it).
     pub fn commit(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result = self
-            .file
-            .write_all_at(&self.pending, self.len)
-            .and_then(|()| self.file.sync());
+        let result = if self.unsure {
+            Err(io::Error::other(
+                "the write-ahead file's generation is in doubt",
+            ))
+        } else {
+            self.file
+                .write_all_at(&self.pending, self.at)
+                .and_then(|()| self.file.sync())
+        };
         let written = self.pending.len() as u64;
         self.pending.clear();
         match result {
             Ok(()) => {
-                self.len += written;
+                self.at += written;
                 Ok(())
             }
-            Err(e) => match self.file.set_len(self.len) {
+            Err(e) => match self.file.write_all_at(&[0; HEADER_LEN], self.at) {
                 Ok(()) => Err(WalError::Failed(io_err(e))),
                 Err(cut) => Err(WalError::Broken(StorageError::Io(format!(
                     "{e}; cutting the write-ahead file back failed too: {cut}"
@@ -196,30 +334,46 @@ impl Wal {
         }
     }
 
-    /// Whether the file has grown past its limit (time to checkpoint).
+    /// Whether it is time to checkpoint: the records have passed the limit, or a new generation
+    /// is still to be made sure of.
     pub fn is_full(&self) -> bool {
-        self.len >= self.limit
+        self.unsure || self.at - DATA_START >= self.limit
     }
 
-    /// Empties the file, durably; call only once every segment it covers is fsynced.
+    /// Starts a new generation (durably), so every record in the file is stale; call only once
+    /// every segment they cover is fsynced. If it fails, the file takes no records until a reset
+    /// holds.
     pub fn reset(&mut self) -> Result<(), StorageError> {
         self.pending.clear();
-        if self.len == 0 {
+        if self.at == DATA_START && !self.unsure {
             return Ok(());
         }
-        self.file.set_len(0).map_err(io_err)?;
-        self.file.sync().map_err(io_err)?;
-        self.len = 0;
-        Ok(())
+        // (a retry after a failure writes the same generation again, in the same slot: the
+        // current one stays whole whatever happened to the failed write)
+        let generation = self.generation + 1;
+        let salt = salt_of(self.seed, generation);
+        match write_slot(&*self.file, generation, salt) {
+            Ok(()) => {
+                self.generation = generation;
+                self.salt = salt;
+                self.at = DATA_START;
+                self.unsure = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.unsure = true;
+                Err(io_err(e))
+            }
+        }
     }
 }
 
 /// Why a [`Wal::commit`] failed.
 #[derive(Debug)]
 pub enum WalError {
-    /// The round's records are not durable; the file is as before.
+    /// The round's records are not durable, and no scan will take them.
     Failed(StorageError),
-    /// As `Failed`, and the file could not be cut back: later records would follow damage that a
+    /// As `Failed`, but they could not be overwritten: later records would follow damage that a
     /// scan stops at, so the file must not be used again.
     Broken(StorageError),
 }
@@ -233,11 +387,12 @@ impl WalError {
     }
 }
 
-/// Replays every write-ahead file under `data_dir` into the partition logs and removes the files:
-/// each record's batches that continue its partition's recovered log are appended, and every log
-/// a file names is fsynced before any file goes. Run at start-up, before the partitions are
-/// recovered for the gateway and before any writer opens its file. Returns what it did, a line
-/// per partition, for the log.
+/// Replays every write-ahead file under `data_dir` into the partition logs, then retires the
+/// files: each record's batches that continue its partition's recovered log are appended, and
+/// every log a file names is fsynced before any file is retired. A file is retired by starting a
+/// new generation in it, so none of its records is read again; a file of the first format is
+/// removed. Run at start-up, before the partitions are recovered for the gateway and before any
+/// writer opens its file. Returns what it did, a line per partition, for the log.
 pub fn replay(
     disk: Arc<dyn Disk>,
     data_dir: &Path,
@@ -255,8 +410,14 @@ pub fn replay(
     };
     names.sort();
     let mut notes = Vec::new();
+    let mut retire = Vec::new();
+    let mut remove = Vec::new();
     for name in &names {
         let bytes = Bytes::from(disk.read(&dir.join(name)).map_err(io_err)?);
+        match current_generation(&bytes) {
+            Some((generation, _)) => retire.push((name, generation)),
+            None => remove.push(name),
+        }
         let (records, stopped) = scan_records(&bytes);
         if let Some(why) = stopped {
             notes.push(format!(
@@ -278,10 +439,17 @@ pub fn replay(
             }
         }
     }
-    for name in &names {
+    for (name, generation) in retire {
+        // (no record is ever written under this salt: the writer that opens the file starts a
+        // generation of its own)
+        let next = generation + 1;
+        let file = disk.open(&dir.join(name), false).map_err(io_err)?;
+        write_slot(&*file, next, salt_of(0, next)).map_err(io_err)?;
+    }
+    for name in &remove {
         disk.remove_file(&dir.join(name)).map_err(io_err)?;
     }
-    if !names.is_empty() {
+    if !remove.is_empty() {
         disk.sync_dir(&dir).map_err(io_err)?;
     }
     Ok(notes)
@@ -364,6 +532,22 @@ mod tests {
         }
     }
 
+    fn appends(base: i64, records: usize, tag: u64) -> Vec<AppendBatch> {
+        vec![AppendBatch {
+            base_offset: Offset(base),
+            bytes: batch(records, tag),
+        }]
+    }
+
+    /// A file of generation `generation` (salt `salt`) holding `records`, in slot `generation % 2`.
+    fn file_of(generation: u64, salt: u64, records: &[u8]) -> BytesMut {
+        let mut file = BytesMut::zeroed(DATA_START as usize);
+        let at = ((generation % 2) * SLOT_SPAN) as usize;
+        file[at..at + SLOT_LEN].copy_from_slice(&encode_slot(generation, salt));
+        file.extend_from_slice(records);
+        file
+    }
+
     /// Records round-trip with their offsets in place, and a scan stops at a torn or damaged one.
     #[test]
     fn records_round_trip_and_damage_stops_the_scan() {
@@ -377,15 +561,11 @@ mod tests {
                 bytes: batch(2, 2),
             },
         ];
-        let b = vec![AppendBatch {
-            base_offset: Offset(0),
-            bytes: batch(1, 3),
-        }];
-        let mut file = BytesMut::new();
-        encode_record(&mut file, &tp("orders", 2), &a);
-        let first_len = file.len();
-        encode_record(&mut file, &tp("x", 0), &b);
-        let file = file.freeze();
+        let mut records = BytesMut::new();
+        encode_record(&mut records, 99, &tp("orders", 2), &a);
+        let first_end = DATA_START as usize + records.len();
+        encode_record(&mut records, 99, &tp("x", 0), &appends(0, 1, 3));
+        let file = file_of(1, 99, &records).freeze();
         let (records, stopped) = scan_records(&file);
         assert_eq!(stopped, None);
         assert_eq!(records.len(), 2);
@@ -396,14 +576,78 @@ mod tests {
         assert_eq!(bases, vec![7, 10]);
         assert_eq!(records[1].0, tp("x", 0));
 
-        for cut in [file.len() - 1, first_len + 5, first_len + 3] {
-            let (records, stopped) = scan_records(&file.slice(..cut));
+        for cut in [file.len() - 1, first_end + 5, first_end + 12] {
+            let (records, _) = scan_records(&file.slice(..cut));
             assert_eq!(records.len(), 1, "cut at {cut}");
-            assert!(stopped.is_some());
         }
-        let mut bad = BytesMut::from(&file[..]);
-        bad[40] ^= 1;
-        let (records, stopped) = scan_records(&bad.freeze());
-        assert!(records.is_empty() && stopped.is_some());
+        for flip in [first_end - 1, first_end - 30, DATA_START as usize + 9] {
+            let mut bad = BytesMut::from(&file[..]);
+            bad[flip] ^= 1;
+            let (records, _) = scan_records(&bad.freeze());
+            assert!(records.len() < 2, "a flipped bit at {flip} is caught");
+        }
+    }
+
+    /// After a new generation only its records are read, though the older ones are still in the
+    /// file past them: their salt is not the current one. That holds for a record a producer
+    /// forged inside its own values too, which cannot know the salt.
+    #[test]
+    fn a_new_generation_leaves_the_older_records_stale() {
+        let mut old = BytesMut::new();
+        for i in 0..4 {
+            encode_record(&mut old, 11, &tp("t", 0), &appends(i * 3, 3, i as u64));
+        }
+        let mut file = file_of(1, 11, &old);
+        assert_eq!(scan_records(&file.clone().freeze()).0.len(), 4);
+
+        // generation 2 in the other slot, one shorter record over the first old one
+        let mut new = BytesMut::new();
+        encode_record(&mut new, 22, &tp("t", 1), &appends(0, 1, 9));
+        let slot = SLOT_SPAN as usize;
+        file[slot..slot + SLOT_LEN].copy_from_slice(&encode_slot(2, 22));
+        let at = DATA_START as usize;
+        file[at..at + new.len()].copy_from_slice(&new);
+        let (records, stopped) = scan_records(&file.clone().freeze());
+        assert_eq!(stopped, None);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].0, tp("t", 1));
+
+        // a record with the right layout right after, under another salt, is not taken
+        let mut forged = BytesMut::new();
+        encode_record(&mut forged, 23, &tp("t", 0), &appends(1, 1, 5));
+        let after = at + new.len();
+        file[after..after + forged.len()].copy_from_slice(&forged);
+        assert_eq!(scan_records(&file.clone().freeze()).0.len(), 1);
+
+        // a torn slot of generation 3 leaves generation 2 current
+        file[..SLOT_LEN].copy_from_slice(&encode_slot(3, 33));
+        file[5] ^= 1;
+        assert_eq!(current_generation(&file), Some((2, 22)));
+        // and a whole one makes every record stale
+        file[5] ^= 1;
+        assert_eq!(current_generation(&file), Some((3, 33)));
+        assert!(scan_records(&file.freeze()).0.is_empty());
+    }
+
+    /// A file of the first format (records from byte 0, 8-byte headers, no slot) is still read.
+    #[test]
+    fn a_file_of_the_first_format_is_still_read() {
+        let mut file = BytesMut::new();
+        for (p, base) in [(0, 0), (1, 0), (0, 2)] {
+            let mut record = BytesMut::new();
+            encode_record(&mut record, 0, &tp("t", p), &appends(base, 2, base as u64));
+            let body = record.split_off(HEADER_LEN);
+            file.put_u32(body.len() as u32);
+            file.put_u32(crc32c::crc32c(&body));
+            file.extend_from_slice(&body);
+        }
+        let file = file.freeze();
+        let (records, stopped) = scan_records(&file);
+        assert_eq!(stopped, None);
+        let names: Vec<_> = records.iter().map(|(tp, _)| tp.partition).collect();
+        assert_eq!(names, vec![0, 1, 0]);
+        let (records, stopped) = scan_records(&file.slice(..file.len() - 3));
+        assert_eq!(records.len(), 2);
+        assert!(stopped.is_some(), "a torn tail is reported");
     }
 }
