@@ -3,18 +3,22 @@
 time (bench/run.py measures every system once; this measures variants of Kelp several times each,
 in turn, so that a noisy machine drifts across all of them alike).
 
-    bench/ab.py --rounds 3 --partitions 24 -- "--wal-bytes 0" "" "--log-writers 1"
-    bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 1"
+    bench/ab.py --rounds 3 --partitions 24 -- "--wal-bytes 0" "" "--log-writers 8"
+    bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 8"
+    bench/ab.py -- "@/tmp/kelp-before" ""       # a build kept from before a change, and this one
 
 Each variant is a string of extra `kelp` flags ("" is the defaults); one that starts with `@PATH`
-runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`). Per run it prints records/s,
+runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`), and
+words `NAME=VALUE` go to the gateway's environment (`"KELP_LOG_WRITERS=8"`). Per run it prints records/s,
 the tool's p99, the gateway's CPU seconds, and the whole machine's busy and iowait CPU seconds
 (on a small machine the client's share decides much). Needs what bench/run.sh installs (the Kafka
 jars: `bash tests/install.sh system kafka`) and a release build of `kelp`.
 """
 import argparse
+import os
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +41,12 @@ def main():
     ap.add_argument("--partitions", type=int, default=R.PARTITIONS)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--acks", default="all")
+    ap.add_argument("--client", choices=["perf", "rd"], default="perf",
+                    help="ProducerPerformance, or the librdkafka generator (bench/loadgen.py)")
+    ap.add_argument("--python", default=sys.executable, help="a Python with confluent-kafka (for --client rd)")
+    ap.add_argument("--preload", type=int, default=0,
+                    help="records produced (acks=1, ProducerPerformance) to another topic first, as the "
+                         "earlier phases of bench/run.py do: their writeback is still under way")
     ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "target/release/kelp"))
     ap.add_argument("variants", nargs="+", help='extra kelp flags per variant, e.g. "--wal-bytes 0" ""')
     args = ap.parse_args()
@@ -48,18 +58,34 @@ def main():
             binary = args.binary
             if words and words[0].startswith("@"):
                 binary, words = words[0][1:], words[1:]
-            proc, port, _ = R.start_kelp(Path(binary), work, None, words)
+            env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+            words = [w for w in words if not ("=" in w and not w.startswith("-"))]
+            saved = dict(os.environ)
+            os.environ.update(env)
+            try:
+                proc, port, _ = R.start_kelp(Path(binary), work, None, words)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
             try:
                 if not R.wait_port(port, proc, 30):
                     raise RuntimeError("kelp did not start listening")
                 bootstrap = f"127.0.0.1:{port}"
+                if args.preload:
+                    R.create_topic(bootstrap, "pre", work)
+                    R.perf_produce(bootstrap, "pre", args.preload, 1024, "1", work)
                 R.create_topic(bootstrap, "ab", work)
                 cpu0, m0, t0 = jiffies_of(proc.pid), machine(), time.time()
-                res = R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
+                if args.client == "rd":
+                    res = R.loadgen(args.python, ["produce", bootstrap, "ab", args.records, 1024, args.acks],
+                                    work / "rd-produce.txt", 900)
+                else:
+                    res = R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
                 cpu1, m1, t1 = jiffies_of(proc.pid), machine(), time.time()
                 d = [b - a for a, b in zip(m0, m1)]
                 busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
-                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s, p99 {res['p99_ms']:.0f} ms, "
+                p99 = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
+                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{p99}, "
                       f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
                       f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)
             except Exception as e:  # one failed run is reported, the others go on

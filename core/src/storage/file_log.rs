@@ -97,6 +97,11 @@ pub enum Durability {
 }
 
 impl Staged {
+    /// Bytes the append wrote.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Whether everything before the append in its segment is durable. A write-ahead record can
     /// make the append durable only then: replay after a power cut appends it where the log
     /// ends, and the bytes before it must be there for that to be its place.

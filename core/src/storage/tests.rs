@@ -180,10 +180,21 @@ impl Disk for MemDisk {
 }
 
 pub fn batch(records: usize, tag: u64) -> Bytes {
+    batch_with(records, tag, |i| Bytes::from(format!("{tag}-{i}")))
+}
+
+/// A batch of `records` whose values are `value_len` bytes each.
+pub fn big_batch(records: usize, value_len: usize, tag: u64) -> Bytes {
+    batch_with(records, tag, |i| {
+        Bytes::from(vec![(i % 251) as u8; value_len])
+    })
+}
+
+fn batch_with(records: usize, tag: u64, value: impl Fn(usize) -> Bytes) -> Bytes {
     let records: Vec<NewRecord> = (0..records)
         .map(|i| NewRecord {
             timestamp_delta: i as i64,
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            value: Some(value(i)),
             ..Default::default()
         })
         .collect();

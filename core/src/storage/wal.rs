@@ -14,9 +14,10 @@
 //! this project's 2-core VM (ext4), 48 KiB pwrite + fdatasync a round: 7,100-7,400 a second in
 //! place against 5,000-5,400 appending, and 3 threads, each also writing its segment unsynced,
 //! 10,700-11,000 against 7,300-7,800 fsyncing the segments. In the gateway (ProducerPerformance,
-//! 1M × 1 KiB, acks=all, 3 partitions, `bench/ab.py`) one writer and this file measured 121k-126k
-//! records/s at 2.8-2.9 s of gateway CPU, against 111k-114k at 3.4-3.5 s for one writer cutting
-//! the file to empty, and 109k-120k at 4.1-4.7 s for one writer a partition fsyncing segments.
+//! 1M × 1 KiB, acks=all, 3 partitions, `bench/ab.py`) one writer and this file measured 120k-128k
+//! records/s at 2.8-2.9 s of gateway CPU, against 111k-114k at 3.4-3.5 s for one writer whose file
+//! was cut to empty at each checkpoint, and 108k-118k at 4.1-4.5 s for a writer a partition, each
+//! fsyncing its segment (the defaults before).
 //!
 //! Format. Two generation slots, each at the start of a 4 KiB block of its own ([`SLOT_SPAN`]):
 //! `"KELPWAL2"`, `generation: u64`, `salt: u64`, CRC-32C of those 24 bytes. The slot with the
