@@ -260,6 +260,9 @@ pub struct Wal {
     /// A new generation's slot failed to write or fsync, so which generation the disk holds is
     /// unknown: nothing may be logged until a [`Wal::reset`] holds.
     unsure: bool,
+    /// A commit of this generation failed: what it wrote may still reach the disk, even at
+    /// [`DATA_START`], so a reset must start a new generation whatever `at` says.
+    failed: bool,
 }
 
 impl Wal {
@@ -290,6 +293,7 @@ impl Wal {
             pending: BytesMut::new(),
             limit,
             unsure: false,
+            failed: false,
         })
     }
 
@@ -326,12 +330,15 @@ impl Wal {
                 self.at += written;
                 Ok(())
             }
-            Err(e) => match self.file.write_all_at(&[0; HEADER_LEN], self.at) {
-                Ok(()) => Err(WalError::Failed(io_err(e))),
-                Err(cut) => Err(WalError::Broken(StorageError::Io(format!(
-                    "{e}; cutting the write-ahead file back failed too: {cut}"
-                )))),
-            },
+            Err(e) => {
+                self.failed = true;
+                match self.file.write_all_at(&[0; HEADER_LEN], self.at) {
+                    Ok(()) => Err(WalError::Failed(io_err(e))),
+                    Err(cut) => Err(WalError::Broken(StorageError::Io(format!(
+                        "{e}; cutting the write-ahead file back failed too: {cut}"
+                    )))),
+                }
+            }
         }
     }
 
@@ -346,7 +353,7 @@ impl Wal {
     /// holds.
     pub fn reset(&mut self) -> Result<(), StorageError> {
         self.pending.clear();
-        if self.at == DATA_START && !self.unsure {
+        if self.at == DATA_START && !self.unsure && !self.failed {
             return Ok(());
         }
         // (a retry after a failure writes the same generation again, in the same slot: the
@@ -359,6 +366,7 @@ impl Wal {
                 self.salt = salt;
                 self.at = DATA_START;
                 self.unsure = false;
+                self.failed = false;
                 Ok(())
             }
             Err(e) => {
@@ -628,6 +636,40 @@ mod tests {
         file[5] ^= 1;
         assert_eq!(current_generation(&file), Some((3, 33)));
         assert!(scan_records(&file.freeze()).0.is_empty());
+    }
+
+    /// A failed commit at the start of a generation may have left valid records there (the write
+    /// can reach the disk after a failed fsync, and zeroing it can fail too): the next reset
+    /// starts a new generation although no record was committed, so they can never be replayed.
+    #[test]
+    fn a_reset_after_a_failed_commit_starts_a_new_generation() {
+        use crate::storage::tests::MemDisk;
+        let disk = MemDisk::default();
+        let path = wal_path(Path::new("/data"), 0);
+        let mut wal = Wal::open(&disk, &path, 1 << 20, 5).expect("opens");
+        let generation = || {
+            let bytes = disk.read(&path).expect("reads");
+            current_generation(&bytes).map(|(g, _)| g)
+        };
+        assert_eq!(generation(), Some(1));
+        assert!(wal.reset().is_ok());
+        assert_eq!(
+            generation(),
+            Some(1),
+            "nothing written: the generation stays"
+        );
+
+        let file = disk.files().get(&path).cloned().expect("exists");
+        file.state().failing = true;
+        wal.log(&tp("t", 0), &appends(0, 2, 1));
+        assert!(matches!(wal.commit(), Err(WalError::Failed(_))));
+        file.state().failing = false;
+        assert!(wal.reset().is_ok());
+        assert_eq!(generation(), Some(2));
+        wal.log(&tp("t", 0), &appends(0, 1, 2));
+        assert!(wal.commit().is_ok());
+        let (records, _) = scan_records(&Bytes::from(disk.read(&path).expect("reads")));
+        assert_eq!(records.len(), 1);
     }
 
     /// A file of the first format (records from byte 0, 8-byte headers, no slot) is still read.
