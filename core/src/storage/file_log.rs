@@ -725,7 +725,7 @@ fn read_log_start(disk: &dyn Disk, dir: &Path) -> Result<Option<Offset>, Storage
 }
 
 /// Every partition directory under `data_dir`, recovered, after the write-ahead files are
-/// replayed into them (and removed: see [`super::wal::replay`]).
+/// replayed into them (and retired: see [`super::wal::replay`]).
 pub fn recover_all(
     disk: Arc<dyn Disk>,
     data_dir: &Path,

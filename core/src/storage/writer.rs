@@ -102,7 +102,8 @@ impl LogWriter {
     }
 
     /// Makes everything written durable (interval flush, shutdown) and, if that held for every
-    /// partition, empties the write-ahead file; the partitions that failed.
+    /// partition, starts a new generation of the write-ahead file (its records are no longer
+    /// needed); the partitions that failed.
     pub fn flush(&mut self) -> Vec<(TopicPartition, StorageError)> {
         let failed: Vec<(TopicPartition, StorageError)> = self
             .logs
@@ -118,8 +119,8 @@ impl LogWriter {
         failed
     }
 
-    /// Fsyncs every segment with bytes that are not durable yet, then empties the write-ahead
-    /// file: its records are no longer needed. Call with no append staged.
+    /// Fsyncs every segment with bytes that are not durable yet, then starts a new generation of
+    /// the write-ahead file: its records are no longer needed. Call with no append staged.
     fn checkpoint(&mut self) -> Result<(), StorageError> {
         if self.wal.is_none() {
             return Ok(());
@@ -251,7 +252,8 @@ impl LogWriter {
         };
         if let Some(Err(WalError::Broken(e))) = &wal_result {
             // Records after the damage would be lost to a scan. Nothing may rely on the file any
-            // more: every segment is fsynced, then the file is emptied (or dropped if that fails).
+            // more: every segment is fsynced, then a new generation starts (or the file is dropped if that
+            // fails).
             let mut flushed = true;
             for log in self.logs.values_mut() {
                 flushed &= log.flush().is_ok();
@@ -298,7 +300,7 @@ impl LogWriter {
             && self.wal.as_ref().is_some_and(|w| w.is_full())
             && let Err(e) = self.checkpoint()
         {
-            // the file keeps its records and is emptied at the next checkpoint that holds
+            // the file keeps its records, and is checkpointed again after the next round
             tracing::warn!(error = %e, "write-ahead checkpoint failed");
         }
     }
