@@ -252,8 +252,8 @@ impl LogWriter {
         };
         if let Some(Err(WalError::Broken(e))) = &wal_result {
             // Records after the damage would be lost to a scan. Nothing may rely on the file any
-            // more: every segment is fsynced, then a new generation starts (or the file is dropped if that
-            // fails).
+            // more: every segment is fsynced, then a new generation starts (or the file is dropped
+            // if that fails).
             let mut flushed = true;
             for log in self.logs.values_mut() {
                 flushed &= log.flush().is_ok();
@@ -327,6 +327,17 @@ mod tests {
     /// Writer 0's write-ahead file, checkpointed past `limit` bytes.
     fn wal(disk: &Arc<MemDisk>, limit: u64) -> Wal {
         Wal::open(&**disk, &wal_path(Path::new(DATA), 0), limit, 7).expect("opens")
+    }
+
+    /// A writer of partitions 0 and 1 with a write-ahead file, after a round that logged 3 and 2
+    /// records to them.
+    fn logged_round(disk: &Arc<MemDisk>) -> LogWriter {
+        let mut w = writer(disk, 2).with_wal(wal(disk, 1 << 20));
+        w.perform_round(
+            vec![append(1, 0, 0, 3, true), append(2, 1, 0, 2, true)],
+            &mut |_, c| assert!(matches!(c, StorageCompletion::Appended { .. }), "{c:?}"),
+        );
+        w
     }
 
     /// The records a scan of writer 0's write-ahead file takes, as the disk holds it now.
@@ -728,16 +739,12 @@ mod tests {
     }
 
     /// After a kill (no power cut) the segments hold every record, maybe only in the page cache;
-    /// start-up replays nothing, yet must fsync them before it removes the file that made them
+    /// start-up replays nothing, yet must fsync them before it retires the records that made them
     /// durable: a power cut right after the restart loses no acknowledged append.
     #[test]
     fn start_up_after_a_kill_fsyncs_what_the_write_ahead_file_covered() {
         let disk = Arc::new(MemDisk::default());
-        let mut w = writer(&disk, 2).with_wal(wal(&disk, 1 << 20));
-        w.perform_round(
-            vec![append(1, 0, 0, 3, true), append(2, 1, 0, 2, true)],
-            &mut |_, c| assert!(matches!(c, StorageCompletion::Appended { .. }), "{c:?}"),
-        );
+        let w = logged_round(&disk);
         drop(w);
         replay(disk.clone(), Path::new(DATA), 1 << 30).expect("replays");
         assert_eq!(wal_records(&disk), 0, "replay retires the records");
@@ -751,11 +758,7 @@ mod tests {
     #[test]
     fn a_deleted_partition_leaves_no_record_to_replay() {
         let disk = Arc::new(MemDisk::default());
-        let mut w = writer(&disk, 2).with_wal(wal(&disk, 1 << 20));
-        w.perform_round(
-            vec![append(1, 0, 0, 3, true), append(2, 1, 0, 2, true)],
-            &mut |_, _| {},
-        );
+        let mut w = logged_round(&disk);
         let again = StorageCommand::CreatePartition {
             token: StorageToken(4),
             partition: tp(0),
@@ -820,11 +823,7 @@ mod tests {
     #[test]
     fn a_failed_new_generation_stops_logging_until_one_holds() {
         let disk = Arc::new(MemDisk::default());
-        let mut w = writer(&disk, 2).with_wal(wal(&disk, 1 << 20));
-        w.perform_round(
-            vec![append(1, 0, 0, 3, true), append(2, 1, 0, 2, true)],
-            &mut |_, c| assert!(matches!(c, StorageCompletion::Appended { .. }), "{c:?}"),
-        );
+        let mut w = logged_round(&disk);
         // deleting a partition checkpoints; the new generation's fsync fails
         wal_file(&disk).state().failing = true;
         let delete = StorageCommand::DeletePartition {
