@@ -6,6 +6,7 @@ in turn, so that a noisy machine drifts across all of them alike).
     bench/ab.py --rounds 3 --partitions 24 -- "--wal-bytes 0" "" "--log-writers 8"
     bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 8"
     bench/ab.py -- "@/tmp/kelp-before" ""       # a build kept from before a change, and this one
+    bench/ab.py --rate 10000 -- "@/tmp/kelp-before" ""   # latency at a fixed rate instead
 
 Each variant is a string of extra `kelp` flags ("" is the defaults); one that starts with `@PATH`
 runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`), and
@@ -47,6 +48,10 @@ def main():
     ap.add_argument("--preload", type=int, default=0,
                     help="records produced (acks=1, ProducerPerformance) to another topic first, as the "
                          "earlier phases of bench/run.py do: their writeback is still under way")
+    ap.add_argument("--rate", type=int, default=0,
+                    help="a fixed rate (records/s, acks=all unless --acks, linger.ms=0) for about "
+                         "--seconds, as bench/run.py's latency phase: prints p50/p99/p99.9 (perf only)")
+    ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "target/release/kelp"))
     ap.add_argument("variants", nargs="+", help='extra kelp flags per variant, e.g. "--wal-bytes 0" ""')
     args = ap.parse_args()
@@ -76,7 +81,11 @@ def main():
                     R.perf_produce(bootstrap, "pre", args.preload, 1024, "1", work)
                 R.create_topic(bootstrap, "ab", work)
                 cpu0, m0, t0 = jiffies_of(proc.pid), machine(), time.time()
-                if args.client == "rd":
+                if args.rate:
+                    res = R.perf_produce(bootstrap, "ab", args.rate * args.seconds, 1024, args.acks, work,
+                                         throughput=args.rate, warmup=args.rate * R.WARMUP_S,
+                                         props=R.LATENCY_PROPS)
+                elif args.client == "rd":
                     res = R.loadgen(args.python, ["produce", bootstrap, "ab", args.records, 1024, args.acks],
                                     work / "rd-produce.txt", 900)
                 else:
@@ -85,6 +94,8 @@ def main():
                 d = [b - a for a, b in zip(m0, m1)]
                 busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
                 p99 = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
+                if args.rate:
+                    p99 = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
                 print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{p99}, "
                       f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
                       f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)

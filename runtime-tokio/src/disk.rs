@@ -2,24 +2,76 @@
 
 use bytes::{Bytes, BytesMut};
 use kelp_core::storage::disk::{Disk, DiskFile};
+use kelp_core::storage::wal::BLOCK;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The local file system.
 pub struct LocalDisk;
 
 /// An open local file.
-struct LocalFile(File);
+struct LocalFile {
+    file: File,
+    /// The same file opened with `O_DIRECT`, for block-aligned writes (see [`Disk::open_direct`]).
+    direct: Option<File>,
+    /// Set once the file system refused a direct write: the rest go through the page cache.
+    direct_refused: AtomicBool,
+}
+
+impl LocalFile {
+    fn new(file: File, direct: Option<File>) -> LocalFile {
+        LocalFile {
+            file,
+            direct,
+            direct_refused: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes as much of `bytes` at `at` as the direct descriptor takes, if it suits: what is
+    /// left for the page cache (all of it when a write cannot go direct).
+    fn write_direct<'a>(&self, mut bytes: &'a [u8], mut at: u64) -> io::Result<(&'a [u8], u64)> {
+        let Some(direct) = &self.direct else {
+            return Ok((bytes, at));
+        };
+        let aligned = |b: &[u8], at: u64| {
+            (b.as_ptr() as usize).is_multiple_of(BLOCK)
+                && b.len().is_multiple_of(BLOCK)
+                && at.is_multiple_of(BLOCK as u64)
+        };
+        while !bytes.is_empty()
+            && aligned(bytes, at)
+            && !self.direct_refused.load(Ordering::Relaxed)
+        {
+            match direct.write_at(bytes, at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // (a device whose blocks are bigger than ours, or a file system that only
+                    // pretends to take O_DIRECT)
+                    tracing::warn!(error = %e, "direct write refused; using the page cache");
+                    self.direct_refused.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((bytes, at))
+    }
+}
 
 impl DiskFile for LocalFile {
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
-        self.0.read_at(buf, at)
+        self.file.read_at(buf, at)
     }
 
     #[cfg(unix)]
@@ -36,7 +88,7 @@ impl DiskFile for LocalFile {
             // into it; the descriptor is open for as long as `self.0` lives.
             let n = unsafe {
                 libc::pread(
-                    self.0.as_raw_fd(),
+                    self.file.as_raw_fd(),
                     room.as_mut_ptr().cast(),
                     room.len(),
                     from,
@@ -62,15 +114,17 @@ impl DiskFile for LocalFile {
     }
 
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()> {
-        self.0.write_all_at(bytes, at)
+        let (rest, at) = self.write_direct(bytes, at)?;
+        self.file.write_all_at(rest, at)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        // (one inode: this covers what either descriptor wrote)
+        self.file.sync_data()
     }
 
     #[cfg(target_os = "linux")]
@@ -81,7 +135,7 @@ impl DiskFile for LocalFile {
         };
         // SAFETY: the descriptor is open for as long as `self.0` lives; the call reads no memory
         let rc = unsafe {
-            libc::sync_file_range(self.0.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE)
+            libc::sync_file_range(self.file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE)
         };
         if rc == 0 {
             Ok(())
@@ -127,7 +181,17 @@ impl Disk for LocalDisk {
             .create(create)
             .truncate(false)
             .open(path)?;
-        Ok(Box::new(LocalFile(file)))
+        Ok(Box::new(LocalFile::new(file, None)))
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        Ok(Box::new(LocalFile::new(file, open_direct(path))))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -141,6 +205,28 @@ impl Disk for LocalDisk {
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::remove_dir_all(dir)
     }
+}
+
+/// `path` opened for writing with `O_DIRECT`, if the file system takes it.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::info!(path = %path.display(), error = %e, "no direct writes; using the page cache");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
 }
 
 #[cfg(test)]
@@ -162,5 +248,47 @@ mod tests {
         );
         assert!(file.read_bytes_at(400_000, 100).unwrap().is_empty());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file opened for direct writes takes block-aligned writes and any others, and reads see
+    /// each: a direct write over bytes the page cache holds leaves no stale copy behind. Run on
+    /// the temporary directory and, where there is one, on tmpfs (which may refuse `O_DIRECT`).
+    #[test]
+    fn a_direct_file_takes_aligned_and_unaligned_writes() {
+        for base in [std::env::temp_dir(), std::path::PathBuf::from("/dev/shm")] {
+            if !base.is_dir() {
+                continue;
+            }
+            let dir = base.join(format!("kelp-direct-test-{}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("f");
+            let file = LocalDisk.open_direct(&path).unwrap();
+            let mut buf = Vec::<u8>::with_capacity(4 * BLOCK);
+            let skew = buf.as_ptr().align_offset(BLOCK);
+            buf.resize(skew, 0);
+            buf.extend((0..2 * BLOCK).map(|i| (i % 251) as u8));
+            let blocks = &buf[skew..];
+
+            file.write_all_at(blocks, BLOCK as u64).unwrap();
+            file.write_all_at(b"slot", 0).unwrap();
+            let odd = &blocks[1..BLOCK + 1];
+            file.write_all_at(odd, 3 * BLOCK as u64 + 7).unwrap();
+            file.sync().unwrap();
+            let all = fs::read(&path).unwrap();
+            assert_eq!(&all[..4], b"slot", "{}", base.display());
+            assert_eq!(&all[BLOCK..3 * BLOCK], blocks);
+            assert_eq!(&all[3 * BLOCK + 7..4 * BLOCK + 7], odd);
+
+            // the page cache holds these blocks now; overwrite them direct and read again
+            let mut again = Vec::<u8>::with_capacity(4 * BLOCK);
+            let skew = again.as_ptr().align_offset(BLOCK);
+            again.resize(skew, 0);
+            again.extend(blocks.iter().map(|b| !*b));
+            let blocks = &again[skew..];
+            file.write_all_at(blocks, BLOCK as u64).unwrap();
+            let read = file.read_bytes_at(BLOCK as u64, 2 * BLOCK).unwrap();
+            assert_eq!(&read[..], blocks, "{}", base.display());
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

@@ -64,6 +64,15 @@ pub trait Disk: Send + Sync {
     /// Opens `path` for reading and writing, creating it empty if `create` and it does not exist
     /// (an existing file is never truncated: it holds acknowledged data).
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>>;
+    /// As [`Disk::open`] with `create`, for a file whose writes may bypass the page cache: a
+    /// write whose offset, length and memory address are multiples of
+    /// [`super::wal::BLOCK`] may go straight to the device (`O_DIRECT`), others take the page
+    /// cache as usual. Durability is the same either way: nothing written is durable before
+    /// [`DiskFile::sync`]. The write-ahead file uses it (see [`super::wal`] for why); the default
+    /// is a plain open.
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        self.open(path, true)
+    }
     /// Makes `dir`'s entries (created, renamed, removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Removes a file.

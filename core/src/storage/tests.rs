@@ -23,6 +23,9 @@ pub struct FileState {
     pub failing: bool,
     /// Syncs that succeeded.
     pub syncs: usize,
+    /// Each write: where, how long, and whether its memory started on a
+    /// [`super::wal::BLOCK`] boundary.
+    pub writes: Vec<(u64, usize, bool)>,
 }
 
 #[derive(Clone)]
@@ -49,6 +52,8 @@ impl DiskFile for MemFile {
 
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()> {
         let mut s = self.state();
+        let aligned = (bytes.as_ptr() as usize).is_multiple_of(super::wal::BLOCK);
+        s.writes.push((at, bytes.len(), aligned));
         let end = at as usize + bytes.len();
         if s.written.len() < end {
             s.written.resize(end, 0);

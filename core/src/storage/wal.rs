@@ -24,7 +24,20 @@
 //! highest valid generation is current. Records start at [`DATA_START`], back to back, each
 //! `len: u32` (of the body), `crc: u32` (CRC-32C of the salt and the body), `salt: u64` and a
 //! body of `topic length: u16`, the topic, `partition: i32`, then the append's v2 batches exactly
-//! as written to the segment (base offsets in place).
+//! as written to the segment (base offsets in place). A round's records end with a padding record
+//! (topic length [`PAD_MARK`], then zeros) up to the next multiple of [`BLOCK`], so the next round
+//! starts on a block boundary too.
+//!
+//! Why whole blocks: a write whose offset, length and memory address are multiples of the block
+//! can bypass the page cache ([`Disk::open_direct`], `O_DIRECT` on Linux). Its fsync then has no
+//! dirty pages to find and write out, and the bytes are never copied into the page cache.
+//! Measured on this project's 2-core VM (ext4, the file's blocks already allocated), pwrite +
+//! fdatasync in a loop, a second and CPU each: 48 KiB 8,800-8,900 at 42-45 µs through the page
+//! cache against 10,200 at 33 µs direct; 240 KiB 5,700-6,100 at 61-64 µs against 6,900-7,000 at
+//! 35-37 µs. The padding costs at most a block a round. In the gateway (`bench/ab.py`, 1M × 1 KiB,
+//! acks=all, 3 partitions, alternating with the build before): ProducerPerformance 134k-144k
+//! records/s at 2.4-2.5 s of gateway CPU against 131k-133k at 2.6 s; the librdkafka generator
+//! 559k-591k against 549k-561k.
 //!
 //! A checkpoint starts a new generation: its slot (the other one, never the current) is written
 //! and fsynced, and records start again at [`DATA_START`]. Past the last record of the current
@@ -51,7 +64,7 @@ use super::file_log::{PartitionLog, partition_dir};
 use super::log::scan_segment;
 use crate::codec::KStr;
 use crate::types::TopicPartition;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +94,13 @@ const LEGACY_HEADER_LEN: usize = 8;
 /// Fewest bytes of a body: an empty topic and the partition.
 const MIN_BODY: usize = 2 + 4;
 
+/// What a round's records are padded to, and aligned to in memory: 4 KiB, the page size and the
+/// largest logical block size of common devices, so direct writes suit every one of them.
+pub const BLOCK: usize = 4096;
+
+/// The topic length that marks a padding record: no record names a topic this long.
+pub const PAD_MARK: u16 = u16::MAX;
+
 /// The write-ahead file of writer `index`.
 pub fn wal_path(data_dir: &Path, index: usize) -> PathBuf {
     data_dir.join(WAL_DIR).join(format!("{index}.wal"))
@@ -91,10 +111,10 @@ fn io_err(e: io::Error) -> StorageError {
 }
 
 /// The body length of the record of an append of `batches` to `tp`, if a record can hold it (the
-/// topic's length must fit 16 bits and the body's 32).
+/// topic's length must fit 16 bits, short of [`PAD_MARK`], and the body's 32).
 pub fn record_body_len(tp: &TopicPartition, batches: &[AppendBatch]) -> Option<u32> {
     let topic = tp.topic.as_bytes().len();
-    u16::try_from(topic).ok()?;
+    u16::try_from(topic).ok().filter(|&n| n != PAD_MARK)?;
     let batches: usize = batches
         .iter()
         .map(|b| 8 + b.bytes.len().saturating_sub(8))
@@ -108,13 +128,17 @@ fn record_crc(salt: u64, body: &[u8]) -> u32 {
 
 /// Appends the record of an append of `batches` to `tp`, for the generation of `salt`, to `out`;
 /// nothing if [`record_body_len`] says no record can hold it.
-pub fn encode_record(out: &mut BytesMut, salt: u64, tp: &TopicPartition, batches: &[AppendBatch]) {
+pub fn encode_record<B: BufMut + AsMut<[u8]>>(
+    out: &mut B,
+    salt: u64,
+    tp: &TopicPartition,
+    batches: &[AppendBatch],
+) {
     let Some(body_len) = record_body_len(tp, batches) else {
         return;
     };
     let topic = tp.topic.as_bytes();
-    let start = out.len();
-    out.reserve(HEADER_LEN + body_len as usize);
+    let start = out.as_mut().len();
     out.put_u32(body_len);
     out.put_u32(0); // the CRC, once the body is in
     out.put_u64(salt);
@@ -125,6 +149,31 @@ pub fn encode_record(out: &mut BytesMut, salt: u64, tp: &TopicPartition, batches
         out.put_i64(b.base_offset.0);
         out.put_slice(b.bytes.get(8..).unwrap_or_default());
     }
+    let out = out.as_mut();
+    let crc = record_crc(salt, &out[start + HEADER_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The bytes of the padding record that takes `len` bytes of records to a multiple of [`BLOCK`]
+/// (0: none needed); a gap too small for a record takes a block more.
+fn pad_len(len: usize) -> usize {
+    match len % BLOCK {
+        0 => 0,
+        r if BLOCK - r < HEADER_LEN + MIN_BODY => 2 * BLOCK - r,
+        r => BLOCK - r,
+    }
+}
+
+/// Appends a padding record of `total` bytes (at least a header and [`MIN_BODY`]), for the
+/// generation of `salt`, to `out`.
+fn encode_pad(out: &mut Vec<u8>, salt: u64, total: usize) {
+    let start = out.len();
+    let body = total.saturating_sub(HEADER_LEN).max(MIN_BODY);
+    out.put_u32(body as u32);
+    out.put_u32(0);
+    out.put_u64(salt);
+    out.put_u16(PAD_MARK);
+    out.resize(start + HEADER_LEN + body, 0);
     let crc = record_crc(salt, &out[start + HEADER_LEN..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
@@ -182,25 +231,25 @@ pub fn scan_records(file: &Bytes) -> (Vec<(TopicPartition, Bytes)>, Option<Strin
     };
     let mut records = Vec::new();
     while at < file.len() {
-        let Some((tp, batches, next)) = parse_record(file, at, salt) else {
+        let Some((record, next)) = parse_record(file, at, salt) else {
             let why = salt
                 .is_none()
                 .then(|| format!("torn or damaged record at byte {at}"));
             return (records, why);
         };
-        records.push((tp, batches));
+        records.extend(record);
         at = next;
     }
     (records, None)
 }
 
-/// The record at byte `at`: its partition, its batches and where the next record starts. `salt`:
-/// the current generation's, or `None` for the first format.
+/// The record at byte `at`: its partition and its batches (`None` for padding) and where the next
+/// record starts. `salt`: the current generation's, or `None` for the first format.
 fn parse_record(
     file: &Bytes,
     at: usize,
     salt: Option<u64>,
-) -> Option<(TopicPartition, Bytes, usize)> {
+) -> Option<(Option<(TopicPartition, Bytes)>, usize)> {
     let header_len = if salt.is_some() {
         HEADER_LEN
     } else {
@@ -224,7 +273,11 @@ fn parse_record(
             }
         }
     }
-    let topic_len = usize::from(u16::from_be_bytes(body.get(..2)?.try_into().ok()?));
+    let topic_len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    if topic_len == PAD_MARK && salt.is_some() {
+        return Some((None, body_at + len));
+    }
+    let topic_len = usize::from(topic_len);
     let topic = std::str::from_utf8(body.get(2..2 + topic_len)?).ok()?;
     let partition = i32::from_be_bytes(body.get(2 + topic_len..6 + topic_len)?.try_into().ok()?);
     let tp = TopicPartition {
@@ -232,7 +285,7 @@ fn parse_record(
         partition,
     };
     let batches = file.slice(body_at + 6 + topic_len..body_at + len);
-    Some((tp, batches, body_at + len))
+    Some((Some((tp, batches)), body_at + len))
 }
 
 /// Writes and fsyncs the slot of `generation` (in the slot the current one is not in).
@@ -253,7 +306,7 @@ pub struct Wal {
     /// Where the next record goes.
     at: u64,
     /// Records of the round, not yet written.
-    pending: BytesMut,
+    pending: RoundBuf,
     /// The record bytes past which the writer checkpoints (fsyncs its segments and starts a new
     /// generation).
     limit: u64,
@@ -274,7 +327,7 @@ impl Wal {
             .parent()
             .ok_or_else(|| StorageError::Io(format!("{} has no directory", path.display())))?;
         disk.create_dir_all(dir).map_err(io_err)?;
-        let file = disk.open(path, true).map_err(io_err)?;
+        let file = disk.open_direct(path).map_err(io_err)?;
         disk.sync_dir(dir).map_err(io_err)?;
         if let Some(data_dir) = dir.parent() {
             disk.sync_dir(data_dir).map_err(io_err)?;
@@ -290,7 +343,7 @@ impl Wal {
             generation,
             salt,
             at: DATA_START,
-            pending: BytesMut::new(),
+            pending: RoundBuf::default(),
             limit,
             unsure: false,
             failed: false,
@@ -304,15 +357,23 @@ impl Wal {
 
     /// Adds the record of a staged append to the round.
     pub fn log(&mut self, tp: &TopicPartition, batches: &[AppendBatch]) {
-        encode_record(&mut self.pending, self.salt, tp, batches);
+        if let Some(body) = record_body_len(tp, batches) {
+            self.pending.reserve(HEADER_LEN + body as usize);
+            encode_record(self.pending.vec(), self.salt, tp, batches);
+        }
     }
 
-    /// Writes and fsyncs the round's records. On error the first of them is overwritten with
+    /// Writes and fsyncs the round's records, padded to whole blocks. On error the first of them is overwritten with
     /// zeros, so no scan takes them (if that fails too, the error says the file can no longer be
     /// trusted and the writer stops using it).
     pub fn commit(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        let pad = pad_len(self.pending.len());
+        if pad > 0 {
+            self.pending.reserve(pad);
+            encode_pad(self.pending.vec(), self.salt, pad);
         }
         let result = if self.unsure {
             Err(io::Error::other(
@@ -320,7 +381,7 @@ impl Wal {
             ))
         } else {
             self.file
-                .write_all_at(&self.pending, self.at)
+                .write_all_at(self.pending.bytes(), self.at)
                 .and_then(|()| self.file.sync())
         };
         let written = self.pending.len() as u64;
@@ -374,6 +435,57 @@ impl Wal {
                 Err(io_err(e))
             }
         }
+    }
+}
+
+/// A round's record bytes, kept starting at a multiple of [`BLOCK`] in memory, so that the write
+/// of a padded round can go straight to the device (see [`Disk::open_direct`]). It grows only
+/// through [`RoundBuf::reserve`], which keeps that start; if an estimate falls short and the
+/// vector moves, the write is merely misaligned and takes the page cache.
+#[derive(Default)]
+struct RoundBuf {
+    buf: Vec<u8>,
+    /// Where the bytes start in `buf`.
+    start: usize,
+}
+
+impl RoundBuf {
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Where records are appended.
+    fn vec(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn clear(&mut self) {
+        self.buf.truncate(self.start);
+    }
+
+    /// Makes room for `more` bytes, moving what is held to a new block-aligned start if the
+    /// vector must grow.
+    fn reserve(&mut self, more: usize) {
+        if self.buf.capacity() - self.buf.len() >= more {
+            return;
+        }
+        let want = (self.len() + more).max(64 * 1024).next_power_of_two();
+        let mut buf = Vec::<u8>::with_capacity(want + BLOCK);
+        let start = match buf.as_ptr().align_offset(BLOCK) {
+            n if n < BLOCK => n,
+            _ => 0, // (alignment unknown: the writes will take the page cache)
+        };
+        buf.resize(start, 0);
+        buf.extend_from_slice(self.bytes());
+        *self = RoundBuf { buf, start };
     }
 }
 
@@ -533,6 +645,8 @@ mod tests {
     use super::*;
     use crate::storage::tests::batch;
     use crate::types::Offset;
+    use bytes::BytesMut;
+    use proptest::prelude::*;
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition {
@@ -670,6 +784,81 @@ mod tests {
         assert!(wal.commit().is_ok());
         let (records, _) = scan_records(&Bytes::from(disk.read(&path).expect("reads")));
         assert_eq!(records.len(), 1);
+    }
+
+    proptest! {
+        /// A padding record takes any length of records to a whole number of blocks, and is
+        /// always big enough to be a record.
+        #[test]
+        fn padding_ends_on_a_block(len in 0usize..100_000) {
+            let pad = pad_len(len);
+            prop_assert_eq!((len + pad) % BLOCK, 0);
+            prop_assert!(pad == 0 || (HEADER_LEN + MIN_BODY..2 * BLOCK).contains(&pad));
+            let mut out = Vec::new();
+            if pad > 0 {
+                encode_pad(&mut out, 5, pad);
+            }
+            prop_assert_eq!(out.len(), pad);
+        }
+    }
+
+    /// Every commit writes whole blocks, at a block boundary, from block-aligned memory, so a disk
+    /// can take it direct; the padding between rounds is skipped by a scan, and a padding record
+    /// under another salt (an older generation's) stops it like any other record.
+    #[test]
+    fn rounds_are_written_in_whole_blocks_and_padding_is_skipped() {
+        use crate::storage::tests::MemDisk;
+        let disk = MemDisk::default();
+        let path = wal_path(Path::new("/data"), 0);
+        let mut wal = Wal::open(&disk, &path, 1 << 30, 5).expect("opens");
+        let file = disk.files().get(&path).cloned().expect("exists");
+        file.state().writes.clear();
+        let mut next = [0i64; 3];
+        // rounds of one small record, of several, one ending a few bytes short of a block, one
+        // of many blocks
+        for (round, sizes) in [vec![1], vec![2, 1, 3], vec![40], vec![300, 200]]
+            .into_iter()
+            .enumerate()
+        {
+            for (i, records) in sizes.into_iter().enumerate() {
+                let p = i % 3;
+                wal.log(&tp("t", p as i32), &appends(next[p], records, round as u64));
+                next[p] += records as i64;
+            }
+            wal.commit().expect("commits");
+        }
+        let writes = file.state().writes.clone();
+        assert_eq!(writes.len(), 4);
+        for (at, len, aligned_memory) in writes {
+            assert_eq!(
+                (at % BLOCK as u64, len % BLOCK),
+                (0, 0),
+                "write at {at} of {len}"
+            );
+            assert!(aligned_memory, "write at {at} from aligned memory");
+        }
+        let bytes = Bytes::from(disk.read(&path).expect("reads"));
+        let (records, stopped) = scan_records(&bytes);
+        assert_eq!(stopped, None);
+        assert_eq!(records.len(), 7);
+        let mut count = [0i64; 3];
+        for (tp, batches) in &records {
+            for b in scan_segment(batches, None).batches {
+                assert_eq!(b.base_offset.0, count[tp.partition as usize]);
+                count[tp.partition as usize] += b.records as i64;
+            }
+        }
+        assert_eq!(count, next);
+
+        // the first round's padding re-salted: the scan stops there
+        let first = DATA_START as usize;
+        let (_, pad_at) = parse_record(&bytes, first, Some(wal.salt)).expect("a record");
+        let mut bad = BytesMut::from(&bytes[..]);
+        let len = u32::from_be_bytes(bad[pad_at..pad_at + 4].try_into().unwrap()) as usize;
+        let mut pad = Vec::new();
+        encode_pad(&mut pad, wal.salt ^ 1, HEADER_LEN + len);
+        bad[pad_at..pad_at + pad.len()].copy_from_slice(&pad);
+        assert_eq!(scan_records(&bad.freeze()).0.len(), 1);
     }
 
     /// A file of the first format (records from byte 0, 8-byte headers, no slot) is still read.
