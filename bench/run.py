@@ -13,14 +13,15 @@ Run through bench/run.sh, which builds and installs what this needs. Systems (--
   smq               Kelp on SMQ and SeaweedFS's Go gateway on one `weed` (bench/smq/gateways.sh,
                     --smq-records records): the throughput workloads and the gateway process's
                     resources, not the fixed rate (the Go gateway cannot keep up with it)
-Workloads per system (topics of 3 partitions, values of --size bytes):
+Workloads per system (topics of 3 partitions, values of --size bytes), after a warm-up of --warmup
+records at acks=1 that is not measured, each after a sync of the machine's dirty pages:
   Kafka perf tools   produce --records at acks=all, again at acks=1, then consume --records (fetch
                      rate); produce at a fixed --rate for --seconds (after a 2 s warm-up at that
                      rate): produce-ack latency percentiles
   librdkafka         (bench/loadgen.py, confluent-kafka) produce --records at acks=all, again at
                      acks=1, consume --records;
                      at the fixed rate (same warm-up): produce-ack and end-to-end latency percentiles
-  resources          the server process's RSS once idle (after start-up), its peak RSS (VmHWM) and
+  resources          the server process's RSS once idle (after start-up), its peak RSS (VmHWM, the warm-up included) and
                      CPU seconds (user + system) over all the workloads
 A system that fails a phase gets the reason in its row; the harness goes on.
 Output: a Markdown report with ratios against `kelp` in every row, the figures as JSON, and a PNG
@@ -269,12 +270,27 @@ def median_run(fn):
     return {**pick, "runs": [r["rate"] for r in runs]}
 
 
+def settle():
+    """Writes the machine's dirty pages out (sync) and returns the seconds that took. Run before
+    each measured workload: a workload that writes a gigabyte leaves most of it to the kernel's
+    writeback, and whichever workload runs next (on any system) would share the device with it.
+    Measured: librdkafka at acks=all fell from 500k-530k to 240k-290k records/s for every system
+    when it ran right behind three 1M-record produce runs."""
+    t0 = time.monotonic()
+    os.sync()
+    return time.monotonic() - t0
+
+
 def repeated(fn, times):
     """`fn` run `times` times in a row: the run with the median rate (of an even number, the slower
     middle one), with every run's rate under "runs". Why: on a shared VM one run of a produce phase
     swings by a fifth between runs of one server (122k-144k records/s for kelp at acks=all within
     minutes), so a ratio of single runs says more about the moment than the system."""
-    runs = [fn() for _ in range(max(times, 1))]
+    runs = []
+    for i in range(max(times, 1)):
+        if i:
+            settle()
+        runs.append(fn())
     pick = sorted(runs, key=lambda r: r["rate"])[(len(runs) - 1) // 2]
     return {**pick, "runs": [r["rate"] for r in runs]} if len(runs) > 1 else pick
 
@@ -307,6 +323,16 @@ def bench_system(name, start, binary, args, python, base):
             return row
         time.sleep(3)
         row["idle_rss_mb"] = proc_status(proc.pid).get("VmRSS")
+        if args.warmup:
+            # Not measured. Why: a JVM compiles its hot paths during the first seconds of load, and
+            # Kafka's three back-to-back runs of produce at acks=all measured 94.8k, 127.7k and
+            # 152.3k records/s; a single cold run compares Kelp with Kafka's interpreter.
+            say(f"{name}: warm-up, {args.warmup:,} records at acks=1 (not measured)")
+            try:
+                create_topic(bootstrap, "warmup", work)
+                row["warmup"] = perf_produce(bootstrap, "warmup", args.warmup, args.size, "1", work)
+            except Exception as e:  # noqa: BLE001
+                row["errors"]["warmup"] = str(e)
         cpu0 = cpu_seconds(proc.pid)
         phases = [
             ("produce_all", lambda: (create_topic(bootstrap, "perf", work), repeated(
@@ -334,6 +360,7 @@ def bench_system(name, start, binary, args, python, base):
             if proc.poll() is not None:
                 row["errors"][phase] = "the server died\n" + tail(work / "server.log")
                 continue
+            row.setdefault("sync_s", {})[phase] = round(settle(), 2)
             say(f"{name}: {phase}")
             try:
                 row[phase] = fn()
@@ -411,7 +438,11 @@ def report(rows, args, started, machine):
            f"Records of {args.size} B, topics of {PARTITIONS} partitions, everything on 127.0.0.1 on this "
            f"machine, one system at a time. Throughput runs: {args.records:,} records per run "
            + (f"(each produce workload run {args.repeat} times in a row, the median reported) "
-              if args.repeat > 1 else "") +
+              if args.repeat > 1 else "")
+           + (f"after a warm-up of {args.warmup:,} records at acks=1 that is not measured (a JVM compiles "
+              "its hot paths in the first seconds of load) " if args.warmup else "")
+           + "and each workload after the machine's dirty pages are written out (sync), so none "
+           "shares the device with the writeback of the one before " +
            f"(SMQ rows: {args.smq_records:,}). Fixed rate: {args.rate:,} records/s for {args.seconds} s, "
            "acks=all, linger.ms=0 (the server's latency, not the client's batching delay). Consume: the median "
            f"of up to {CONSUME_RUNS} reads of the same records (as many as start within {CONSUME_BUDGET_S} s; "
@@ -554,6 +585,9 @@ def main():
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=2_000_000,
+                    help="records each system (not SMQ) takes at acks=1 before the measured workloads "
+                         "(0: none)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each produce workload per system (not SMQ), the median reported: "
                          "3 makes ratios steadier on a noisy machine and adds about 4 minutes")
