@@ -4,7 +4,7 @@
 # Tansu), then runs bench/run.py, which starts each system on 127.0.0.1 in turn, runs the same
 # workloads against it and stops it, and writes bench/results/<date>-<host>.{md,json,png}.
 #
-#   bench/run.sh                                 # every system, the default sizes (13 min; 31 on a fresh machine)
+#   bench/run.sh                                 # every system, the default sizes (14 min; about 33 on a fresh machine)
 #   bench/run.sh --systems kelp,kafka --records 200000
 #   bench/run.sh --help                          # run.py's options: systems, sizes, rate
 #
