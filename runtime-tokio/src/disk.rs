@@ -85,7 +85,7 @@ impl DiskFile for LocalFile {
             let want = len - buf.len();
             let room = &mut buf.spare_capacity_mut()[..want];
             // SAFETY: `room` is memory `buf` owns and `pread` writes at most `room.len()` bytes
-            // into it; the descriptor is open for as long as `self.0` lives.
+            // into it; the descriptor is open for as long as `self.file` lives.
             let n = unsafe {
                 libc::pread(
                     self.file.as_raw_fd(),
@@ -133,7 +133,7 @@ impl DiskFile for LocalFile {
         let (Ok(at), Ok(len)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len)) else {
             return Ok(());
         };
-        // SAFETY: the descriptor is open for as long as `self.0` lives; the call reads no memory
+        // SAFETY: the descriptor is open for as long as `self.file` lives; the call reads no memory
         let rc = unsafe {
             libc::sync_file_range(self.file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE)
         };
@@ -175,22 +175,11 @@ impl Disk for LocalDisk {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)?;
-        Ok(Box::new(LocalFile::new(file, None)))
+        Ok(Box::new(LocalFile::new(open_file(path, create)?, None)))
     }
 
     fn open_direct(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = open_file(path, true)?;
         Ok(Box::new(LocalFile::new(file, open_direct(path))))
     }
 
@@ -207,6 +196,17 @@ impl Disk for LocalDisk {
     }
 }
 
+/// `path` opened for reading and writing, created if `create` and it does not exist, never
+/// truncated.
+fn open_file(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+}
+
 /// `path` opened for writing with `O_DIRECT`, if the file system takes it.
 #[cfg(target_os = "linux")]
 fn open_direct(path: &Path) -> Option<File> {
@@ -218,7 +218,8 @@ fn open_direct(path: &Path) -> Option<File> {
     {
         Ok(file) => Some(file),
         Err(e) => {
-            tracing::info!(path = %path.display(), error = %e, "no direct writes; using the page cache");
+            let path = path.display();
+            tracing::info!(%path, error = %e, "no direct writes; using the page cache");
             None
         }
     }

@@ -26,6 +26,8 @@ pub struct FileState {
     /// Each write: where, how long, and whether its memory started on a
     /// [`super::wal::BLOCK`] boundary.
     pub writes: Vec<(u64, usize, bool)>,
+    /// Opened through [`Disk::open_direct`].
+    pub direct: bool,
 }
 
 #[derive(Clone)]
@@ -165,6 +167,14 @@ impl Disk for MemDisk {
             }
             None => Err(io::ErrorKind::NotFound.into()),
         }
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = self.open(path, true)?;
+        if let Some(f) = self.files().get(path) {
+            f.state().direct = true;
+        }
+        Ok(file)
     }
 
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {

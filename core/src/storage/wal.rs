@@ -363,9 +363,9 @@ impl Wal {
         }
     }
 
-    /// Writes and fsyncs the round's records, padded to whole blocks. On error the first of them is overwritten with
-    /// zeros, so no scan takes them (if that fails too, the error says the file can no longer be
-    /// trusted and the writer stops using it).
+    /// Writes and fsyncs the round's records, padded to whole blocks. On error the first of them
+    /// is overwritten with zeros, so no scan takes them (if that fails too, the error says the
+    /// file can no longer be trusted and the writer stops using it).
     pub fn commit(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -812,6 +812,7 @@ mod tests {
         let path = wal_path(Path::new("/data"), 0);
         let mut wal = Wal::open(&disk, &path, 1 << 30, 5).expect("opens");
         let file = disk.files().get(&path).cloned().expect("exists");
+        assert!(file.state().direct, "opened for direct writes");
         file.state().writes.clear();
         let mut next = [0i64; 3];
         // rounds of one small record, of several, one ending a few bytes short of a block, one
