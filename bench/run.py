@@ -272,10 +272,12 @@ def median_run(fn):
 
 def settle():
     """Writes the machine's dirty pages out (sync) and returns the seconds that took. Run before
-    each measured workload: a workload that writes a gigabyte leaves most of it to the kernel's
-    writeback, and whichever workload runs next (on any system) would share the device with it.
-    Measured: librdkafka at acks=all fell from 500k-530k to 240k-290k records/s for every system
-    when it ran right behind three 1M-record produce runs."""
+    each measured workload: a workload that writes a gigabyte leaves much of it to the kernel's
+    writeback (Kafka's, all of it), and whichever workload runs next, on any system, would share
+    the device with it. It does not cure everything: with --repeat 3, librdkafka at acks=all
+    measured 212k-242k records/s for kelp and 223k-243k for Kafka even with these syncs, against
+    500k-530k for kelp in single runs; what slows a server that has taken several GB is not
+    dirty memory, and is not found yet."""
     t0 = time.monotonic()
     os.sync()
     return time.monotonic() - t0
