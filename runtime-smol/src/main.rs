@@ -10,7 +10,7 @@ use kelp_tokio::runtime::Rt;
 
 fn main() -> std::process::ExitCode {
     kelp_tokio::server::main("kelp-smol", |settings| {
-        let smol = runtime::Smol::start()?;
+        let smol = runtime::Smol::start(settings.runtime_threads)?;
         let executor = smol.executor();
         // The gateway's loop is a task of the executor, which any of its threads may run, not a
         // future only this thread polls: fewer wake-ups cross threads (5% less CPU, 9% fewer

@@ -18,16 +18,21 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Bytes made readable per read when the buffer has less room.
 const READ_ROOM: usize = 64 * 1024;
 
-/// The smol runtime: one executor run by a thread per core (and by the thread in `block_on`).
+/// The smol runtime: one executor run by the thread in `block_on` and, when more threads are
+/// asked for, by threads of its own.
 pub struct Smol {
     executor: Arc<Executor<'static>>,
 }
 
 impl Smol {
-    /// Starts the executor's worker threads.
-    pub fn start() -> io::Result<Smol> {
+    /// Starts the executor's worker threads: `threads` in all, counting the one that will block
+    /// on the gateway; 0 = one per core.
+    pub fn start(threads: usize) -> io::Result<Smol> {
         let executor = Arc::new(Executor::new());
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         for i in 1..workers {
             let ex = executor.clone();
             std::thread::Builder::new()

@@ -68,3 +68,46 @@ fn the_initial_rebalance_delay_is_the_flags() {
     assert_eq!(r.leader, r.member_id);
     assert_eq!(r.generation_id, 1);
 }
+
+/// Each runtime shape serves: one thread (the default on small machines), a set number, and one
+/// per core (the default on larger ones), so every shape is tried whatever machine runs the tests.
+/// Several connections at once, so that with more threads their readers and writers run on other
+/// threads than the gateway's loop.
+#[test]
+fn every_runtime_thread_count_serves_produce_and_fetch() {
+    for threads in ["1", "3", "0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let kelp = Kelp::start_with(dir.path(), free_port(), &["--runtime-threads", threads]);
+        Client::connect(kelp.addr).unwrap().create("t");
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let addr = kelp.addr;
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr).unwrap();
+                    for i in 0..25 {
+                        let value = vec![format!("{p}-{i}")];
+                        assert!(c.produce("t", &value).unwrap().is_some(), "{p}-{i} refused");
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let stored = Client::connect(kelp.addr).unwrap().fetch_all("t");
+        let offsets: Vec<i64> = stored.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (0..100).collect::<Vec<_>>(), "{threads} threads");
+        for p in 0..4 {
+            let mine: Vec<&str> = stored
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .filter(|v| v.starts_with(&format!("{p}-")))
+                .collect();
+            let want: Vec<String> = (0..25).map(|i| format!("{p}-{i}")).collect();
+            assert_eq!(
+                mine, want,
+                "producer {p}'s records in order, {threads} threads"
+            );
+        }
+    }
+}
