@@ -86,9 +86,10 @@ def report(args, binary, result, cpu_s, wall_s, summary, stem):
         "",
         f"Flame graph: `{stem}.svg` (collapsed stacks: `{stem}.folded`, not kept in git).",
         "",
-        "Threads: the runtime's workers (`tokio-rt-worker`; in kelp-smol `kelp-smol-N` and the main "
-        "thread) run the gateway's loop, its core and the sockets; `kelp-log-N` are the log writers "
-        "(`--log-writers`), which write and fsync.",
+        "Threads: the main thread (`kelp`, `kelp-smol`) runs the gateway's loop, its core and the "
+        "sockets, and with `--runtime-threads` above 1 so do the runtime's workers (`tokio-rt-worker`, "
+        "`kelp-smol-N`); `kelp-log-N` are the log writers (`--log-writers`), which write and fsync; "
+        "reads of the log run on the runtime's blocking pool.",
         "",
         "| thread | share |",
         "|---|---|",
