@@ -476,10 +476,12 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Whether the active segment holds bytes not known to be fsynced (durable through the
-    /// write-ahead file, or not durable at all).
-    pub fn has_unsynced(&self) -> bool {
-        self.synced_len < self.active_len
+    /// Whether bytes of the active segment are durable only through write-ahead records, which a
+    /// checkpoint is about to make stale: those a checkpoint must fsync first. Bytes past them
+    /// (acks=1 appends) were never promised durable, so they are left to writeback: fsyncing
+    /// them could make a checkpoint write gigabytes while every acks=all producer waits.
+    pub fn relies_on_wal(&self) -> bool {
+        self.synced_len < self.durable_len
     }
 
     /// Records a new log start and deletes segments wholly below it.
