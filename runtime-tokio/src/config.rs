@@ -105,6 +105,11 @@ pub struct Settings {
     /// keep the peak RSS down); 0 = glibc's default of 8 per core [default: 2].
     #[arg(long, env = "KELP_MALLOC_ARENAS")]
     pub malloc_arenas: Option<usize>,
+    /// MiB of freed memory each malloc arena keeps for reuse rather than giving back to the
+    /// kernel, which would fault it in again for the next fetch's buffers (see
+    /// `kelp_tokio::allocator`); 0 = glibc's default [default: 32].
+    #[arg(long, env = "KELP_MALLOC_KEEP_MIB")]
+    pub malloc_keep_mib: Option<usize>,
     /// Threads that run the gateway's sockets, timers and loop (reads of the log and the log
     /// writers have threads of their own); 0 = one per core. The loop is one task whatever the
     /// number, so more threads only spread the sockets' system calls, and cost wake-ups across
@@ -140,6 +145,7 @@ pub struct Resolved {
     pub group_initial_rebalance_delay_ms: u64,
     pub metrics_listen: Option<SocketAddr>,
     pub malloc_arenas: usize,
+    pub malloc_keep_mib: usize,
     /// 0: one per core.
     pub runtime_threads: usize,
 }
@@ -292,6 +298,7 @@ impl Settings {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3_000),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             malloc_arenas: pick!(malloc_arenas, 2),
+            malloc_keep_mib: pick!(malloc_keep_mib, 32).min(1 << 20),
             runtime_threads: pick!(runtime_threads, default_runtime_threads()),
         })
     }
@@ -317,7 +324,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:19092\"\ndefault-partitions = 3\nsegment-bytes = 1000\n\
-             group-initial-rebalance-delay-ms = 0\nruntime-threads = 3\n",
+             group-initial-rebalance-delay-ms = 0\nruntime-threads = 3\nmalloc-keep-mib = 7\n",
         )
         .unwrap();
         let s = Settings {
@@ -332,6 +339,8 @@ mod tests {
         assert_eq!(r.segment_bytes, 2000);
         assert_eq!(r.group_initial_rebalance_delay_ms, 0);
         assert_eq!(r.runtime_threads, 3);
+        assert_eq!(r.malloc_keep_mib, 7);
+        assert_eq!(r.malloc_arenas, 2);
         assert!(r.fsync_acks_all);
         assert_eq!(r.backend, Backend::Local);
     }

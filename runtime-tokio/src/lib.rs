@@ -2,6 +2,7 @@
 //! `kelp-core`. Every decision lives in the core; this crate moves bytes (see [`server`] for the
 //! concurrency model).
 
+pub mod allocator;
 pub mod config;
 pub mod disk;
 pub mod metrics;

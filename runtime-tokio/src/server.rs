@@ -97,7 +97,7 @@ pub fn main(
             return std::process::ExitCode::from(2);
         }
     };
-    limit_malloc_arenas(settings.malloc_arenas);
+    crate::allocator::tune(settings.malloc_arenas, settings.malloc_keep_mib << 20);
     match serve(settings) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -105,23 +105,6 @@ pub fn main(
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Caps glibc's malloc arenas (before any runtime thread starts). Each thread that allocates may get
-/// an arena of its own (up to 8 per core), and an arena keeps what was freed in it: the blocking
-/// threads that read and write the log each held tens of MiB after a burst. With 2 the benchmark's
-/// peak RSS fell from 73-121 MiB to 49-68 MiB at the same rates (1 arena: 24-29 MiB, but reads ~20%
-/// slower from lock contention). 0 leaves glibc's default; other allocators ignore it.
-fn limit_malloc_arenas(arenas: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if arenas > 0 {
-        // SAFETY: mallopt only sets an allocator parameter; no thread allocates concurrently yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas.min(i32::MAX as usize) as i32);
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = arenas;
 }
 
 /// Runs the gateway on `rt` until SIGTERM/SIGINT, then drains, flushes and returns.
