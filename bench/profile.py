@@ -66,12 +66,12 @@ def share(n, total):
     return f"{100 * n / total:.1f}%" if total else "-"
 
 
-def report(args, binary, result, cpu_s, wall_s, summary, stem):
+def report(args, binary, result, cpu_s, wall_s, summary, stem, machine):
     total, kernel, fsync, s = summary
     lines = [
         f"# Where the gateway's CPU goes: {binary.name} {' '.join(args.flag)}".rstrip(),
         "",
-        harness.machine_description(),
+        machine,
         "",
         f"Workload: ProducerPerformance, {args.records:,} records of {args.size} B, acks={args.acks}, "
         f"topic of {harness.PARTITIONS} partitions, producer defaults, on 127.0.0.1. "
@@ -125,6 +125,7 @@ def main():
     stem = f"profile-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d-%H%M}-{platform.node()}-{label}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kelp-profile-"))
+    machine = harness.machine_description(work)
     proc, port, _ = harness.start_kelp(args.bin, work, None, args.flag)
     perf = None
     try:
@@ -160,7 +161,8 @@ def main():
     svg = subprocess.run(["inferno-flamegraph", "--title", title, "--minwidth", "0.2"], input=folded,
                          capture_output=True, check=True).stdout
     (args.out_dir / f"{stem}.svg").write_bytes(svg)
-    text = report(args, args.bin, result, cpu_s, wall_s, summarise(folded.decode(errors="replace")), stem)
+    text = report(args, args.bin, result, cpu_s, wall_s, summarise(folded.decode(errors="replace")), stem,
+                  machine)
     (args.out_dir / f"{stem}.md").write_text(text)
     print(text)
     harness.say(f"wrote {args.out_dir / stem}.{{md,svg,folded}}")
