@@ -582,7 +582,7 @@ def machine_description(base):
 
 
 def memory_probe(base, mib=256):
-    """How fast the page cache takes writes into fresh memory and into memory freed a moment before.
+    """How fast the page cache takes a new file's writes now, and again into memory freed a moment before.
 
     Why: on a virtual machine whose host takes freed guest memory back (virtio-balloon free page
     reporting, as on Firecracker), the first write to each page costs a fault on the host. On the
@@ -605,8 +605,8 @@ def memory_probe(base, mib=256):
         path.unlink()
     reporting = Path("/sys/module/page_reporting/parameters/reported_kib")
     hint = " (the host takes freed memory back: free page reporting)" if reporting.exists() else ""
-    return (f" Page-cache writes of {mib} MiB: {rates[0]:.1f} GiB/s into fresh memory, {rates[1]:.1f} GiB/s "
-            f"into memory freed just before{hint}.")
+    return (f" Page-cache writes of {mib} MiB at the start: {rates[0]:.1f} GiB/s into a new file, {rates[1]:.1f} "
+            f"GiB/s into another at once after deleting it{hint}.")
 
 
 def main():
