@@ -7,6 +7,7 @@ in turn, so that a noisy machine drifts across all of them alike).
     bench/ab.py --acks 1 --records 500000 -- "" "--log-writers 8"
     bench/ab.py -- "@/tmp/kelp-before" ""       # a build kept from before a change, and this one
     bench/ab.py --rate 10000 -- "@/tmp/kelp-before" ""   # latency at a fixed rate instead
+    bench/ab.py --consume -- "" "--malloc-keep-mib 0"    # reads of what was written, not writes
 
 Each variant is a string of extra `kelp` flags ("" is the defaults); one that starts with `@PATH`
 runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`), and
@@ -32,6 +33,10 @@ def jiffies_of(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def minor_faults_of(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
+
+
 def machine():
     return [int(x) for x in open("/proc/stat").readline().split()[1:]]
 
@@ -52,6 +57,10 @@ def main():
                     help="a fixed rate (records/s, acks=all unless --acks, linger.ms=0) for about "
                          "--seconds, as bench/run.py's latency phase: prints p50/p99/p99.9 (perf only)")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--consume", action="store_true",
+                    help="write --records at acks=1 unmeasured, then measure reading them back "
+                         "(ConsumerPerformance, or the librdkafka consumer with --client rd); prints "
+                         "the gateway's minor page faults too")
     ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "target/release/kelp"))
     ap.add_argument("variants", nargs="+", help='extra kelp flags per variant, e.g. "--wal-bytes 0" ""')
     args = ap.parse_args()
@@ -80,8 +89,16 @@ def main():
                     R.create_topic(bootstrap, "pre", work)
                     R.perf_produce(bootstrap, "pre", args.preload, 1024, "1", work)
                 R.create_topic(bootstrap, "ab", work)
+                if args.consume:
+                    R.perf_produce(bootstrap, "ab", args.records, 1024, "1", work)
+                    R.settle()
                 cpu0, m0, t0 = jiffies_of(proc.pid), machine(), time.time()
-                if args.rate:
+                faults0 = minor_faults_of(proc.pid)
+                if args.consume and args.client == "rd":
+                    res = R.rd_consume(args.python, bootstrap, "ab", args.records, work)
+                elif args.consume:
+                    res = R.perf_consume(bootstrap, "ab", args.records, work)
+                elif args.rate:
                     res = R.perf_produce(bootstrap, "ab", args.rate * args.seconds, 1024, args.acks, work,
                                          throughput=args.rate, warmup=args.rate * R.WARMUP_S,
                                          props=R.LATENCY_PROPS)
@@ -96,6 +113,8 @@ def main():
                 p99 = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
                 if args.rate:
                     p99 = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
+                if args.consume:
+                    p99 = f", {minor_faults_of(proc.pid) - faults0:,} minor faults"
                 print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{p99}, "
                       f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
                       f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)

@@ -277,7 +277,7 @@ def settle():
     the device with it. It does not cure everything: with --repeat 3, librdkafka at acks=all
     measured 212k-242k records/s for kelp and 223k-243k for Kafka even with these syncs, against
     500k-530k for kelp in single runs; what slows a server that has taken several GB is not
-    dirty memory, and is not found yet."""
+    dirty memory. Most likely it is memory the host took back: see memory_probe and the README."""
     t0 = time.monotonic()
     os.sync()
     return time.monotonic() - t0
