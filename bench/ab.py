@@ -110,12 +110,12 @@ def main():
                 cpu1, m1, t1 = jiffies_of(proc.pid), machine(), time.time()
                 d = [b - a for a, b in zip(m0, m1)]
                 busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
-                p99 = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
+                extra = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
                 if args.rate:
-                    p99 = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
+                    extra = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
                 if args.consume:
-                    p99 = f", {minor_faults_of(proc.pid) - faults0:,} minor faults"
-                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{p99}, "
+                    extra = f", {minor_faults_of(proc.pid) - faults0:,} minor faults"
+                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{extra}, "
                       f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
                       f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)
             except Exception as e:  # one failed run is reported, the others go on
