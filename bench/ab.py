@@ -28,15 +28,6 @@ from pathlib import Path
 import run as R
 
 
-def jiffies_of(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def minor_faults_of(pid):
-    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
-
-
 def machine():
     return [int(x) for x in open("/proc/stat").readline().split()[1:]]
 
@@ -92,8 +83,8 @@ def main():
                 if args.consume:
                     R.perf_produce(bootstrap, "ab", args.records, 1024, "1", work)
                     R.settle()
-                cpu0, m0, t0 = jiffies_of(proc.pid), machine(), time.time()
-                faults0 = minor_faults_of(proc.pid)
+                cpu0, m0, t0 = R.cpu_seconds(proc.pid), machine(), time.time()
+                faults0 = R.minor_faults(proc.pid)
                 if args.consume and args.client == "rd":
                     res = R.rd_consume(args.python, bootstrap, "ab", args.records, work)
                 elif args.consume:
@@ -107,16 +98,16 @@ def main():
                                     work / "rd-produce.txt", 900)
                 else:
                     res = R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
-                cpu1, m1, t1 = jiffies_of(proc.pid), machine(), time.time()
+                cpu1, m1, t1 = R.cpu_seconds(proc.pid), machine(), time.time()
                 d = [b - a for a, b in zip(m0, m1)]
                 busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
                 extra = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
                 if args.rate:
                     extra = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
                 if args.consume:
-                    extra = f", {minor_faults_of(proc.pid) - faults0:,} minor faults"
+                    extra = f", {R.minor_faults(proc.pid) - faults0:,} minor faults"
                 print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{extra}, "
-                      f"kelp CPU {(cpu1 - cpu0) / 100:.1f} s, machine busy {busy:.1f} s, "
+                      f"kelp CPU {cpu1 - cpu0:.1f} s, machine busy {busy:.1f} s, "
                       f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)
             except Exception as e:  # one failed run is reported, the others go on
                 print(f"round {rnd} [{flags}]: failed: {e}; log: {R.tail(work / 'server.log')}", flush=True)

@@ -103,12 +103,22 @@ def proc_status(pid):
     return out
 
 
-def cpu_seconds(pid):
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (field 3 onwards), or None."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid):
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[7])
 
 
 # ------------------------------------------------------------------------------------------------
