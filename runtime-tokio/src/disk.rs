@@ -143,6 +143,24 @@ impl DiskFile for LocalFile {
             Err(io::Error::last_os_error())
         }
     }
+
+    #[cfg(target_os = "linux")]
+    fn drop_cache(&self, at: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+            return Ok(());
+        };
+        // SAFETY: the descriptor is open for as long as `self.file` lives; the call reads no memory
+        let rc = unsafe {
+            libc::posix_fadvise(self.file.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED)
+        };
+        // (posix_fadvise returns the error number rather than setting errno)
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
 }
 
 impl Disk for LocalDisk {

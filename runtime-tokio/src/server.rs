@@ -145,6 +145,7 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
                 data_dir: settings.data_dir.clone(),
                 segment_bytes: settings.segment_bytes,
                 wal_bytes: settings.wal_bytes,
+                page_cache_bytes: settings.page_cache_mib << 20,
             };
             let storage = Storage::new(
                 rt.clone(),

@@ -39,6 +39,9 @@ pub struct Place {
     /// Size at which a writer's write-ahead file is checkpointed; 0: no write-ahead files (each
     /// round fsyncs every partition with a durable append instead).
     pub wal_bytes: u64,
+    /// Bytes of the newest log writes left in the page cache, shared among the writers; 0: all
+    /// (see `kelp_core::storage::page_cache`).
+    pub page_cache_bytes: u64,
 }
 
 /// Most commands a writer takes into one round (more wait for the next).
@@ -68,12 +71,14 @@ impl Storage {
         done: mpsc::UnboundedSender<Completion>,
     ) -> std::io::Result<Storage> {
         let mut logs = Vec::new();
-        for i in 0..writers.max(1) {
+        let writers = writers.max(1);
+        for i in 0..writers {
             let log = LogWriter::new(
                 place.disk.clone(),
                 place.data_dir.clone(),
                 place.segment_bytes,
-            );
+            )
+            .with_page_cache(place.page_cache_bytes.div_ceil(writers as u64));
             logs.push(if place.wal_bytes > 0 {
                 let path = wal_path(&place.data_dir, i);
                 let wal = Wal::open(&*place.disk, &path, place.wal_bytes, random_seed())

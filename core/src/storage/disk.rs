@@ -48,6 +48,14 @@ pub trait DiskFile: Send + Sync {
         let _ = (at, len);
         Ok(())
     }
+    /// Advises that bytes `at..at + len` will not be read soon: the page cache may drop them
+    /// (Linux's `posix_fadvise(POSIX_FADV_DONTNEED)`, which drops clean pages only). A hint, with
+    /// no effect on what reads return (see [`super::page_cache`] for why the log gives it). The
+    /// default does nothing.
+    fn drop_cache(&self, at: u64, len: u64) -> io::Result<()> {
+        let _ = (at, len);
+        Ok(())
+    }
 }
 
 /// A directory tree of files. `NotFound` errors pass through as such: callers rely on them.

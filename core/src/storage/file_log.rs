@@ -15,6 +15,7 @@ use super::log::{
     parse_segment_file_name, producer_snapshot_file_name, scan_segment, segment_file_name,
     select_batches,
 };
+use super::page_cache::Span;
 use super::{AppendBatch, RecoveredPartition, StorageError, StoredProducerBatch};
 use crate::codec::KStr;
 use crate::ledger::{IndexEntry, OffsetLedger};
@@ -499,6 +500,21 @@ impl PartitionLog {
             self.segments.remove(0);
         }
         disk.sync_dir(&self.dir).map_err(io_err)
+    }
+
+    /// Lets the page cache drop the bytes of `span` (see [`super::page_cache`]); a segment that
+    /// is gone needs nothing.
+    pub fn drop_cached(&self, span: &Span) {
+        let len = span.to.saturating_sub(span.from);
+        if self.segments.last() == Some(&span.segment) {
+            let _ = self.active.drop_cache(span.from, len);
+        } else if self.segments.contains(&span.segment)
+            && let Ok(file) = self
+                .disk
+                .open(&self.dir.join(segment_file_name(span.segment)), false)
+        {
+            let _ = file.drop_cache(span.from, len);
+        }
     }
 
     /// The next offset after the last stored record.

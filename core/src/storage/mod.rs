@@ -15,6 +15,7 @@ pub mod disk;
 pub mod file_log;
 pub mod log;
 pub mod memory;
+pub mod page_cache;
 pub mod wal;
 pub mod writer;
 

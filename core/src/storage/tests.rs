@@ -28,6 +28,8 @@ pub struct FileState {
     pub writes: Vec<(u64, usize, bool)>,
     /// Opened through [`Disk::open_direct`].
     pub direct: bool,
+    /// The ranges the page cache was told it may drop, in order.
+    pub dropped: Vec<(u64, u64)>,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,11 @@ impl DiskFile for MemFile {
 
     fn start_writeback(&self, at: u64, len: u64) -> io::Result<()> {
         self.state().written_back.push((at, len));
+        Ok(())
+    }
+
+    fn drop_cache(&self, at: u64, len: u64) -> io::Result<()> {
+        self.state().dropped.push((at, len));
         Ok(())
     }
 }

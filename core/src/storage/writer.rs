@@ -15,6 +15,7 @@
 
 use super::disk::Disk;
 use super::file_log::{self, Durability, PartitionLog, Staged};
+use super::page_cache::RecentWrites;
 use super::wal::{Wal, WalError, record_body_len};
 use super::{AppendBatch, StorageCommand, StorageCompletion, StorageError, StorageToken};
 use crate::types::TopicPartition;
@@ -32,6 +33,8 @@ pub struct LogWriter {
     staged: Vec<StagedAppend>,
     /// The write-ahead file, if the writer has one (and it has not failed beyond repair).
     wal: Option<Wal>,
+    /// What it has written lately, when it keeps only so much of that in the page cache.
+    recent: Option<RecentWrites>,
 }
 
 /// A durable append waiting for the end of its round.
@@ -63,7 +66,15 @@ impl LogWriter {
             logs: HashMap::new(),
             staged: Vec::new(),
             wal: None,
+            recent: None,
         }
+    }
+
+    /// Leaves only about the newest `bytes` it wrote in the page cache (see
+    /// [`super::page_cache`]); 0 leaves all of it to the kernel.
+    pub fn with_page_cache(mut self, bytes: u64) -> LogWriter {
+        self.recent = (bytes > 0).then(|| RecentWrites::new(bytes));
+        self
     }
 
     /// Makes acks=all appends durable through the write-ahead file `wal` (see [`super::wal`]).
@@ -99,6 +110,19 @@ impl LogWriter {
             }
         }
         self.settle(|_| true, done);
+        self.release_cache();
+    }
+
+    /// Lets the page cache drop what no longer fits in the writer's share of it.
+    fn release_cache(&mut self) {
+        let Some(recent) = &mut self.recent else {
+            return;
+        };
+        for (tp, span) in recent.release() {
+            if let Some(log) = self.logs.get(&tp) {
+                log.drop_cached(&span);
+            }
+        }
     }
 
     /// Makes everything written durable (interval flush, shutdown) and, if that held for every
@@ -165,6 +189,9 @@ impl LogWriter {
                     return Some(StorageCompletion::Failed(e));
                 }
                 self.logs.remove(&partition);
+                if let Some(recent) = &mut self.recent {
+                    recent.forget(&partition);
+                }
                 file_log::delete_partition(&*self.disk, &self.data_dir, &partition)
             }
             StorageCommand::Append {
@@ -177,12 +204,14 @@ impl LogWriter {
                     return Some(unknown(&partition));
                 };
                 if !sync {
-                    return Some(
-                        log.append(&batches, false)
-                            .map_or_else(StorageCompletion::Failed, |position| {
-                                StorageCompletion::Appended { position }
-                            }),
-                    );
+                    let result = log.append(&batches, false);
+                    if let (Ok(position), Some(recent)) = (&result, &mut self.recent) {
+                        let bytes = batches.iter().map(|b| b.bytes.len() as u64).sum();
+                        recent.wrote(&partition, *position, bytes);
+                    }
+                    return Some(result.map_or_else(StorageCompletion::Failed, |position| {
+                        StorageCompletion::Appended { position }
+                    }));
                 }
                 match log.stage(&batches) {
                     Ok(staged) => {
@@ -287,9 +316,14 @@ impl LogWriter {
                 _ => log.flush().map(|()| Durability::Synced),
             };
             let completion = match made_durable {
-                Ok(durability) => StorageCompletion::Appended {
-                    position: log.commit(staged, durability),
-                },
+                Ok(durability) => {
+                    let bytes = staged.bytes();
+                    let position = log.commit(staged, durability);
+                    if let Some(recent) = &mut self.recent {
+                        recent.wrote(&partition, position, bytes);
+                    }
+                    StorageCompletion::Appended { position }
+                }
                 Err(e) => {
                     log.abandon(staged);
                     StorageCompletion::Failed(e)
@@ -918,5 +952,62 @@ mod tests {
         replay(disk.clone(), Path::new(DATA), 1 << 30).expect("replays");
         assert_eq!(recovered_end(&disk, 0), 1);
         assert_eq!(recovered_end(&disk, 1), 0);
+    }
+
+    /// A writer that keeps 2 MiB of what it wrote in the page cache lets it drop each partition's
+    /// oldest bytes as newer ones come, durable (write-ahead) and not alike, and never the newest;
+    /// everything written still reads back.
+    #[test]
+    fn only_the_newest_bytes_written_stay_in_the_page_cache() {
+        use crate::storage::page_cache::SPAN_BYTES;
+        let disk = Arc::new(MemDisk::default());
+        let limit = 2 * SPAN_BYTES;
+        let mut w = writer(&disk, 2)
+            .with_wal(wal(&disk, 64 << 20))
+            .with_page_cache(limit);
+        let mut next = [0i64; 2];
+        for round in 0..24u64 {
+            let commands = (0..2)
+                .map(|p| {
+                    let bytes = crate::storage::tests::big_batch(100, 1024, round);
+                    let base = next[p];
+                    next[p] += 100;
+                    StorageCommand::Append {
+                        token: StorageToken(round * 2 + p as u64),
+                        partition: tp(p as i32),
+                        batches: vec![AppendBatch {
+                            base_offset: Offset(base),
+                            bytes,
+                        }],
+                        sync: round % 2 == 0,
+                    }
+                })
+                .collect::<Vec<_>>();
+            w.perform_round(commands, &mut |_, c| {
+                assert!(matches!(c, StorageCompletion::Appended { .. }), "{c:?}");
+            });
+        }
+        let mut kept = 0;
+        for p in 0..2 {
+            let file = segment(&disk, p);
+            let state = file.state();
+            let len = state.written.len() as u64;
+            let mut expected_from = 0;
+            for &(at, n) in &state.dropped {
+                assert_eq!(at, expected_from, "oldest first, no gap, no overlap");
+                expected_from = at + n;
+            }
+            assert!(expected_from > 0, "partition {p} dropped nothing");
+            assert!(expected_from < len, "the newest bytes stay");
+            kept += len - expected_from;
+        }
+        // (spans go whole: up to one under the limit, and up to a growing one a partition over)
+        assert!(kept <= limit + 2 * SPAN_BYTES, "{kept} bytes kept");
+        assert!(kept >= limit - SPAN_BYTES, "{kept} bytes kept");
+        for p in 0..2 {
+            let dir = partition_dir(Path::new(DATA), &tp(p));
+            let bases = read_bases(&*disk, &dir, Offset(2400));
+            assert_eq!(bases, (0..24).map(|i| i * 100).collect::<Vec<_>>());
+        }
     }
 }
