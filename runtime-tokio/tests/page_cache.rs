@@ -59,5 +59,12 @@ fn dropped_bytes_leave_the_page_cache_and_still_read_back() {
         LEN / page
     );
     assert!(after >= before - LEN / page / 2, "the second half stays");
+
+    // a read brings it back, whole
     assert_eq!(file.read_bytes_at(0, LEN).unwrap(), content[..]);
+    let plain_after = resident(&path, LEN);
+    assert!(
+        plain_after > LEN / page * 3 / 4,
+        "{plain_after} pages cached after reading it all"
+    );
 }

@@ -121,6 +121,9 @@ impl Gateway {
     /// Creates a topic in memory and asks the storage for its logs; the storage keeps per-partition
     /// order, so appends emitted later land after the log exists.
     pub(super) fn create_topic_now(&mut self, name: &KStr, partitions: i32) -> Vec<TopicPartition> {
+        // A copy: `name` is usually a slice of the request that named the topic (a produce
+        // request that auto-creates it can be megabytes), which the topic would keep for good.
+        let name = &KStr::from(name.as_str());
         self.topics
             .insert(name.clone(), Topic::new(name, partitions.max(0) as usize));
         (0..partitions)

@@ -564,6 +564,18 @@ fn list_offsets_earliest_latest_and_by_time() {
     assert_eq!(lookup(&mut sim, -3), (0, 2, 1_700_000_000_002));
 }
 
+/// A topic keeps a copy of its name, not the request frame the name was read from.
+#[test]
+fn a_created_topic_does_not_keep_the_request_frame() {
+    let mut sim = Sim::new();
+    let frame = Bytes::from(vec![b'x'; 1 << 20]);
+    let name = KStr::from_utf8(frame.slice(..5)).unwrap();
+    let partitions = sim.gw.create_topic_now(&name, 3);
+    assert_eq!(partitions.len(), 3);
+    drop(name);
+    assert!(frame.is_unique(), "the topic holds the frame");
+}
+
 #[test]
 fn metadata_auto_creates_and_lists_topics() {
     let mut sim = Sim::new();

@@ -21,6 +21,7 @@
 //! Linux): it drops clean pages and keeps dirty ones, so no byte is lost or read stale by it, and a
 //! span still being written back when it is released just stays cached.
 
+use crate::codec::KStr;
 use crate::types::{LogPosition, Offset, TopicPartition};
 use std::collections::{HashMap, VecDeque};
 
@@ -80,23 +81,37 @@ impl RecentWrites {
             to: at.byte + bytes,
         };
         self.held += bytes;
-        match self.growing.get_mut(partition) {
-            Some(span) if span.segment == new.segment && span.to == new.from => {
-                span.to = new.to;
-                if span.len() >= SPAN_BYTES {
-                    let full = *span;
-                    self.growing.remove(partition);
-                    self.aged.push_back((partition.clone(), full));
-                }
+        let Some((key, span)) = self.growing.get_key_value(partition) else {
+            // (a copy of the name: the caller's may be a slice of a request, which every span
+            // of the partition would otherwise keep alive)
+            let key = TopicPartition {
+                topic: KStr::from(partition.topic.as_str()),
+                partition: partition.partition,
+            };
+            if new.len() >= SPAN_BYTES {
+                self.aged.push_back((key, new));
+            } else {
+                self.growing.insert(key, new);
             }
-            Some(span) => {
-                // (a new segment, or the log was cut back and written again: the old span ages)
-                let old = std::mem::replace(span, new);
-                self.aged.push_back((partition.clone(), old));
+            return;
+        };
+        let key = key.clone();
+        if span.segment == new.segment && span.to == new.from {
+            let grown = Span {
+                to: new.to,
+                ..*span
+            };
+            if grown.len() >= SPAN_BYTES {
+                self.growing.remove(partition);
+                self.aged.push_back((key, grown));
+            } else {
+                self.growing.insert(key, grown);
             }
-            None => {
-                self.growing.insert(partition.clone(), new);
-            }
+        } else {
+            // (a new segment, or the log was cut back and written again: the old span ages)
+            let old = *span;
+            self.growing.insert(key.clone(), new);
+            self.aged.push_back((key, old));
         }
     }
 
@@ -136,7 +151,6 @@ impl RecentWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::KStr;
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition {
@@ -203,6 +217,25 @@ mod tests {
             )]
         );
         assert_eq!(r.held(), 10);
+    }
+
+    /// The spans keep a copy of the partition's name, not the buffer the caller's name is a
+    /// slice of (a request's frame, a megabyte or more).
+    #[test]
+    fn spans_do_not_keep_the_callers_buffer() {
+        let frame = bytes::Bytes::from(vec![b't'; 1 << 20]);
+        let name = TopicPartition {
+            topic: KStr::from_utf8(frame.slice(0..1)).unwrap(),
+            partition: 0,
+        };
+        let mut r = RecentWrites::new(0);
+        for i in 0..4 {
+            r.wrote(&name, at(0, i * SPAN_BYTES), SPAN_BYTES);
+        }
+        r.wrote(&name, at(9, 0), 1);
+        drop(name);
+        assert!(frame.is_unique(), "a span still holds the frame");
+        assert_eq!(r.release().len(), 4);
     }
 
     #[test]
