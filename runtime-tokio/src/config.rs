@@ -93,8 +93,8 @@ pub struct Settings {
     /// MiB of the newest log bytes written that stay in the page cache; older ones, once written
     /// back, are dropped from it, so that new writes reuse their memory rather than take fresh
     /// pages from the kernel (see `kelp_core::storage::page_cache`; reads of older data come from
-    /// the disk). Librdkafka at acks=all after 2M records measured 474k-518k records/s at 1.1-1.2 s
-    /// of gateway CPU against 225k-373k at 1.7-3.6 s with 0; 0 = leave it all to the kernel
+    /// the disk). Librdkafka at acks=all after 2M records measured 498k-531k records/s at 0.9-1.0 s
+    /// of gateway CPU against 232k-553k at 0.9-3.4 s with 0; 0 = leave it all to the kernel
     /// [default: 1024].
     #[arg(long, env = "KELP_PAGE_CACHE_MIB")]
     pub page_cache_mib: Option<u64>,

@@ -9,11 +9,12 @@
 //! keeps a steady footprint instead: the pages it frees are the next ones the kernel hands out,
 //! while they are still warm.
 //!
-//! Measured on 2 cores (`bench/`, librdkafka at acks=all, 1M × 1 KiB, after 2M records of warm-up
-//! at acks=1): 227k-279k records/s at 2.8-3.6 s of gateway CPU with every byte left cached, against
-//! 533k-568k at 0.9-1.0 s with the page cache emptied every second. Reading 1M records back that
-//! then came from the device instead of the cache cost 1,006k-1,020k records/s against
-//! 1,058k-1,213k (librdkafka) and 547k against 574k (ConsumerPerformance).
+//! Measured on 2 cores (`bench/`; 2M records of 1 KiB at acks=1, then librdkafka at acks=all,
+//! 1M records twice, then reading them back; alternating, 2 rounds each): at acks=all 498k-531k
+//! records/s at 0.9-1.0 s of gateway CPU with a window of 1 GiB, against 232k-553k at 0.9-3.4 s
+//! with every byte left cached (fast only while the memory a run before had freed lasted). Reading
+//! the first 1M back, from the disk now rather than the cache: 881k-1,017k records/s against
+//! 959k-1,099k (librdkafka), 534k-568k against 534k-580k (ConsumerPerformance).
 //!
 //! What is kept is the newest `limit` bytes written, over all the writer's partitions, in spans of
 //! about [`SPAN_BYTES`] per partition (a partition's bytes are appended in order, so a span of it
