@@ -129,36 +129,45 @@ impl DiskFile for LocalFile {
 
     #[cfg(target_os = "linux")]
     fn start_writeback(&self, at: u64, len: u64) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let (Ok(at), Ok(len)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len)) else {
-            return Ok(());
-        };
-        // SAFETY: the descriptor is open for as long as `self.file` lives; the call reads no memory
-        let rc = unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        self.range_hint(at, len, |fd, at, len| {
+            // SAFETY: `fd` is open for as long as `self.file` lives; the call reads no memory
+            let rc = unsafe { libc::sync_file_range(fd, at, len, libc::SYNC_FILE_RANGE_WRITE) };
+            if rc == 0 {
+                0
+            } else {
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            }
+        })
     }
 
     #[cfg(target_os = "linux")]
     fn drop_cache(&self, at: u64, len: u64) -> io::Result<()> {
+        self.range_hint(at, len, |fd, at, len| {
+            // SAFETY: as above; posix_fadvise returns the error number rather than setting errno
+            unsafe { libc::posix_fadvise64(fd, at, len, libc::POSIX_FADV_DONTNEED) }
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl LocalFile {
+    /// Gives the kernel a hint about bytes `at..at + len` through `call` (the descriptor, the
+    /// range; an error number or 0). A range past any offset a file can have needs none.
+    fn range_hint(
+        &self,
+        at: u64,
+        len: u64,
+        call: impl FnOnce(libc::c_int, libc::off64_t, libc::off64_t) -> libc::c_int,
+    ) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+        let (Ok(at), Ok(len)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len)) else {
             return Ok(());
         };
-        // SAFETY: the descriptor is open for as long as `self.file` lives; the call reads no memory
-        let rc = unsafe {
-            libc::posix_fadvise(self.file.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED)
-        };
-        // (posix_fadvise returns the error number rather than setting errno)
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(rc))
+        match call(self.file.as_raw_fd(), at, len) {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
         }
     }
 }
