@@ -505,7 +505,7 @@ impl PartitionLog {
     /// Lets the page cache drop the bytes of `span` (see [`super::page_cache`]); a segment that
     /// is gone needs nothing.
     pub fn drop_cached(&self, span: &Span) {
-        let len = span.to.saturating_sub(span.from);
+        let len = span.bytes();
         if self.segments.last() == Some(&span.segment) {
             let _ = self.active.drop_cache(span.from, len);
         } else if self.segments.contains(&span.segment)

@@ -42,7 +42,8 @@ pub struct Span {
 }
 
 impl Span {
-    fn len(&self) -> u64 {
+    /// Its length in bytes.
+    pub fn bytes(&self) -> u64 {
         self.to - self.from
     }
 }
@@ -82,37 +83,33 @@ impl RecentWrites {
             to: at.byte + bytes,
         };
         self.held += bytes;
-        let Some((key, span)) = self.growing.get_key_value(partition) else {
-            // (a copy of the name: the caller's may be a slice of a request, which every span
-            // of the partition would otherwise keep alive)
-            let key = TopicPartition {
-                topic: KStr::from(partition.topic.as_str()),
-                partition: partition.partition,
-            };
-            if new.len() >= SPAN_BYTES {
-                self.aged.push_back((key, new));
-            } else {
-                self.growing.insert(key, new);
+        match self.growing.remove_entry(partition) {
+            Some((key, span)) if span.segment == new.segment && span.to == new.from => {
+                self.place(key, Span { to: new.to, ..span });
             }
-            return;
-        };
-        let key = key.clone();
-        if span.segment == new.segment && span.to == new.from {
-            let grown = Span {
-                to: new.to,
-                ..*span
-            };
-            if grown.len() >= SPAN_BYTES {
-                self.growing.remove(partition);
-                self.aged.push_back((key, grown));
-            } else {
-                self.growing.insert(key, grown);
+            Some((key, old)) => {
+                // (a new segment, or the log was cut back and written again: the old span ages)
+                self.aged.push_back((key.clone(), old));
+                self.place(key, new);
             }
+            None => {
+                // (a copy of the name: the caller's may be a slice of a request, which every span
+                // of the partition would otherwise keep alive)
+                let key = TopicPartition {
+                    topic: KStr::from(partition.topic.as_str()),
+                    partition: partition.partition,
+                };
+                self.place(key, new);
+            }
+        }
+    }
+
+    /// Keeps `span` as the partition's growing one, or ages it once it is full.
+    fn place(&mut self, key: TopicPartition, span: Span) {
+        if span.bytes() >= SPAN_BYTES {
+            self.aged.push_back((key, span));
         } else {
-            // (a new segment, or the log was cut back and written again: the old span ages)
-            let old = *span;
-            self.growing.insert(key.clone(), new);
-            self.aged.push_back((key, old));
+            self.growing.insert(key, span);
         }
     }
 
@@ -124,7 +121,7 @@ impl RecentWrites {
             let Some((tp, span)) = self.aged.pop_front() else {
                 break; // what is left is growing spans: at most one span a partition
             };
-            self.held -= span.len();
+            self.held -= span.bytes();
             out.push((tp, span));
         }
         out
@@ -132,11 +129,11 @@ impl RecentWrites {
 
     /// Forgets a partition's spans (its log was deleted).
     pub fn forget(&mut self, partition: &TopicPartition) {
-        let mut gone = self.growing.remove(partition).map_or(0, |s| s.len());
+        let mut gone = self.growing.remove(partition).map_or(0, |s| s.bytes());
         self.aged.retain(|(tp, span)| {
             let keep = tp != partition;
             if !keep {
-                gone += span.len();
+                gone += span.bytes();
             }
             keep
         });
