@@ -54,6 +54,9 @@ struct Broker {
     withhold_acks: Vec<String>,
     /// Fault: publish streams are refused.
     refuse_streams: bool,
+    /// Fault: a topic's partition stores at most this many messages; publishes beyond are lost
+    /// unacknowledged (a publish cut short by a crash).
+    store_limit: HashMap<String, usize>,
     /// Calls made, by kind (for the breaker test).
     opens: usize,
     /// Fault: a subscription ends after delivering this many records (as the runtime ends one whose
@@ -181,7 +184,11 @@ impl Broker {
                     return;
                 };
                 let ts = m.ts_ns;
+                let limit = self.store_limit.get(&k).copied();
                 let messages = &mut self.partition(&k, p).messages;
+                if limit.is_some_and(|l| messages.len() >= l) {
+                    return;
+                }
                 messages.push(m);
                 let ack = PublishMessageResponse {
                     ack_ts_ns: ts,
@@ -398,6 +405,18 @@ impl Sim {
 /// An append of one batch of `values` from a plain (not idempotent) producer, at offset `base`,
 /// timestamped `1000 + base`.
 fn append(token: StorageToken, topic: &str, base: i64, values: &[&str]) -> StorageCommand {
+    produce(token, topic, base, values, None)
+}
+
+/// The same from an idempotent producer: (producer id, epoch, first sequence).
+fn produce(
+    token: StorageToken,
+    topic: &str,
+    base: i64,
+    values: &[&str],
+    producer: Option<(i64, i16, i32)>,
+) -> StorageCommand {
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<NewRecord> = values
         .iter()
         .map(|v| NewRecord {
@@ -408,9 +427,9 @@ fn append(token: StorageToken, topic: &str, base: i64, values: &[&str]) -> Stora
     let header = BatchHeader {
         base_timestamp: 1_000 + base,
         max_timestamp: 1_000 + base,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
+        producer_id,
+        producer_epoch,
+        base_sequence,
         ..Default::default()
     };
     StorageCommand::Append {
@@ -630,4 +649,140 @@ fn a_broker_refusing_streams_trips_the_breaker_and_appends_fail_fast_until_it_cl
         StorageCompletion::Appended { .. }
     ));
     assert_eq!(sim.read("t", 0, 1), values(&[(0, "a")]));
+}
+
+/// The broker of a Kelp that died while publishing idempotent batch `values` (producer 7, epoch 0,
+/// sequence 0) at offset 1, after `a` at 0: SMQ holds only the batch's first `stored` records, and
+/// Kelp neither answered the produce nor wrote its ledger entry.
+fn died_inside_a_batch(values: &[&str], stored: usize) -> Broker {
+    let mut sim = Sim::start(Broker::default());
+    sim.restored();
+    sim.create("t");
+    sim.append("t", 0, &["a"]);
+    let held = sim.broker.topics["kafka/t"][0].messages.len();
+    sim.broker.withhold_acks.push("kafka/t".into());
+    sim.broker
+        .store_limit
+        .insert("kafka/t".into(), held + stored);
+    sim.backend.submit(
+        produce(StorageToken(900), "t", 1, values, Some((7, 0, 0))),
+        sim.now,
+    );
+    sim.idle(1_000);
+    assert_eq!(
+        sim.broker.topics["kafka/t"][0].messages.len(),
+        held + stored
+    );
+    assert!(!sim.done.contains_key(&StorageToken(900)), "never answered");
+    let mut broker = std::mem::take(&mut sim.broker);
+    drop(sim);
+    broker.withhold_acks.clear();
+    broker.store_limit.clear();
+    broker.crash("kafka/t", 0, 0);
+    broker.inbox.clear();
+    broker
+}
+
+/// A crash inside a batch leaves its first records in SMQ. The producer retries the whole batch
+/// (its produce was never answered); the restarted Kelp completes the batch at the same offsets,
+/// so the acknowledged offsets stay dense and each record is stored once.
+#[test]
+fn a_batch_cut_short_by_a_crash_is_completed_by_its_retry_at_the_same_offsets() {
+    let broker = died_inside_a_batch(&["b", "c", "d"], 1);
+    let mut sim = Sim::start(broker);
+    let restored = sim.restored();
+    assert_eq!(
+        restored[0].next_offset,
+        Offset(1),
+        "the stored part waits beyond the log's end"
+    );
+    assert_eq!(sim.read("t", 0, 1), values(&[(0, "a")]));
+    let before = sim.broker.topics["kafka/t"][0].messages.len();
+    let retried = sim.perform(|token| produce(token, "t", 1, &["b", "c", "d"], Some((7, 0, 0))));
+    assert!(
+        matches!(retried, StorageCompletion::Appended { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(
+        sim.broker.topics["kafka/t"][0].messages.len(),
+        before + 2,
+        "only the batch's missing records are published"
+    );
+    let all = values(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")]);
+    assert_eq!(sim.read("t", 0, 4), all);
+
+    let mut again = Sim::start(std::mem::take(&mut sim.broker));
+    let restored = again.restored();
+    assert_eq!(restored[0].next_offset, Offset(4));
+    assert!(
+        restored[0].producers.get(7).is_some(),
+        "the batch's producer is known: another retry is answered as a duplicate"
+    );
+    assert_eq!(again.read("t", 0, 4), all);
+}
+
+/// When the next append to the partition is not the cut batch's retry, the stored part becomes a
+/// gap (never read, never given out again) and the append lands after it.
+#[test]
+fn a_batch_cut_short_is_adopted_as_a_gap_when_another_append_comes_first() {
+    let broker = died_inside_a_batch(&["b", "c", "d"], 2);
+    let mut sim = Sim::start(broker);
+    assert_eq!(sim.restored()[0].next_offset, Offset(1));
+    let other = sim.perform(|token| produce(token, "t", 1, &["x"], Some((8, 0, 0))));
+    assert_eq!(
+        other,
+        StorageCompletion::Diverged {
+            position: LogPosition {
+                segment: Offset(0),
+                byte: 1
+            },
+            end: Offset(3),
+            producers: Vec::new()
+        }
+    );
+    let before = sim.broker.topics["kafka/t"][0].messages.len();
+    assert!(matches!(
+        sim.append("t", 3, &["x"]),
+        StorageCompletion::Appended { .. }
+    ));
+    assert_eq!(sim.broker.topics["kafka/t"][0].messages.len(), before + 1);
+    assert_eq!(sim.read("t", 0, 4), values(&[(0, "a"), (3, "x")]));
+}
+
+/// A publish stream that breaks inside a batch while Kelp runs: the produce fails, the part SMQ
+/// stored is not given to the log, and the retry completes the batch at the same offsets.
+#[test]
+fn a_batch_cut_short_by_a_broken_stream_is_completed_by_its_retry() {
+    let mut sim = Sim::start(Broker::default());
+    sim.restored();
+    sim.create("t");
+    sim.append("t", 0, &["a"]);
+    let held = sim.broker.topics["kafka/t"][0].messages.len();
+    sim.broker.store_limit.insert("kafka/t".into(), held + 2);
+    sim.backend.submit(
+        produce(StorageToken(900), "t", 1, &["b", "c", "d"], Some((7, 0, 0))),
+        sim.now,
+    );
+    sim.run_until(|s| {
+        s.broker.inbox.is_empty() && s.broker.topics["kafka/t"][0].messages.len() == held + 2
+    });
+    sim.broker.store_limit.clear();
+    sim.broker.crash("kafka/t", 0, 0);
+    sim.run_until(|s| s.done.contains_key(&StorageToken(900)));
+    assert!(
+        matches!(sim.done[&StorageToken(900)], StorageCompletion::Failed(_)),
+        "{:?}: no whole batch is stored",
+        sim.done[&StorageToken(900)]
+    );
+    sim.idle(5_000);
+    let retried = sim.perform(|token| produce(token, "t", 1, &["b", "c", "d"], Some((7, 0, 0))));
+    assert!(
+        matches!(retried, StorageCompletion::Appended { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(sim.broker.topics["kafka/t"][0].messages.len(), held + 3);
+    assert_eq!(
+        sim.read("t", 0, 4),
+        values(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")])
+    );
 }

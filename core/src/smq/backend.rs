@@ -6,7 +6,9 @@
 //!   append is published on the partition's publish stream (`publisher`), every ack checked
 //!   against the offsets the ledger assigned; then its ledger entries go to
 //!   `kafka-system/offset-mappings` (its own publisher), and only then does the append complete.
-//!   Offsets SMQ lost are filled, records it stored without acking them are adopted;
+//!   Offsets SMQ lost are filled, records it stored without acking them are adopted, except the
+//!   first records of an idempotent batch cut short (a crash, a broken stream): the batch's retry
+//!   completes it at the same offsets (`settle`), so acknowledged offsets stay dense;
 //! - reads and time lookups run at once as their own tasks, through a partition's subscription
 //!   (`cursor`) or `FetchMessage`;
 //! - at start-up, `restore` rebuilds the partitions from the ledger topic.
@@ -25,7 +27,7 @@ use super::client::Smq;
 use super::cursor::Cursors;
 use super::io::{CallId, Executor, Io, Reply, SmqOutput, StreamId, StreamItem};
 use super::mapping::Namespaces;
-use super::mappings::{LedgerEntry, batch_entry, position, tail_entries};
+use super::mappings::{LedgerEntry, batch_entry, cut_batch_tail, position, tail_entries};
 use super::messaging_pb::{DataMessage, FetchMessageResponse};
 use super::publish::{PublishError, PublishEvent};
 use super::publisher::{self, Jobs};
@@ -42,7 +44,7 @@ use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use futures_util::lock::Mutex as AsyncMutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -102,6 +104,9 @@ pub(crate) struct Shared {
     configure: AsyncMutex<()>,
     /// The largest append time handed out.
     last_append_ns: AtomicI64,
+    /// Partitions where SMQ may hold records beyond the ledger's end, found by the restore: their
+    /// writers look before their first append ([`settle`]).
+    unsettled: std::sync::Mutex<HashSet<TopicPartition>>,
 }
 
 impl Shared {
@@ -119,6 +124,18 @@ impl Shared {
         let now = self.io().now().wall.0.saturating_mul(1_000_000);
         let last = self.last_append_ns.fetch_max(now, Ordering::Relaxed);
         now.max(last)
+    }
+
+    /// Marks `tp` as possibly holding records beyond the ledger's end.
+    pub(crate) fn unsettle(&self, tp: &TopicPartition) {
+        if let Ok(mut set) = self.unsettled.lock() {
+            set.insert(tp.clone());
+        }
+    }
+
+    /// Whether `tp` was marked by [`Shared::unsettle`] (the mark is taken).
+    fn take_unsettled(&self, tp: &TopicPartition) -> bool {
+        self.unsettled.lock().is_ok_and(|mut set| set.remove(tp))
     }
 
     /// Writes ledger entries, retrying with backoff: they are idempotent at restore.
@@ -234,6 +251,7 @@ impl SmqBackend {
             cursors: Cursors::default(),
             configure: AsyncMutex::new(()),
             last_append_ns: AtomicI64::new(0),
+            unsettled: std::sync::Mutex::new(HashSet::new()),
         });
         let starting = shared.clone();
         io.spawn(async move {
@@ -367,6 +385,9 @@ async fn writer(
     mut commands: mpsc::UnboundedReceiver<StorageCommand>,
 ) {
     let mut publisher: Option<Jobs> = None;
+    // SMQ may hold records beyond the ledger's end: after a restart that found some, and after
+    // any append that did not complete (a broken stream, acks lost)
+    let mut unsettled = shared.take_unsettled(&tp);
     while let Some(command) = commands.next().await {
         let token = command.token();
         let completion = match command {
@@ -396,7 +417,17 @@ async fn writer(
             }
             StorageCommand::Append { batches, .. } => {
                 let p = publisher.get_or_insert_with(|| shared.publisher(&tp));
-                append(&shared, &tp, p, batches).await
+                let settled = if unsettled {
+                    settle(&shared, &tp, &batches).await
+                } else {
+                    Ok(0)
+                };
+                let completion = match settled {
+                    Ok(held) => append(&shared, &tp, p, batches, held).await,
+                    Err(adopted) => adopted,
+                };
+                unsettled = !matches!(completion, StorageCompletion::Appended { .. });
+                completion
             }
             StorageCommand::Read { .. } | StorageCommand::FindByTime { .. } => {
                 StorageCompletion::Failed(io("reads do not go through writers"))
@@ -488,21 +519,78 @@ fn messages_of(
     Ok((messages, parsed))
 }
 
+/// Before an append to a partition where SMQ may hold records beyond the ledger's end (see
+/// `writer`), finds out without publishing anything (a publish would land behind them). Returns
+/// how many first records of the append's first batch SMQ already holds (the batch is the retry
+/// of one stored in part, and the append publishes only its rest), or the completion that adopts
+/// whatever else SMQ holds there.
+async fn settle(
+    shared: &Shared,
+    tp: &TopicPartition,
+    batches: &[AppendBatch],
+) -> Result<u64, StorageCompletion> {
+    let Some(batch) = batches.first() else {
+        return Ok(0);
+    };
+    let base = batch.base_offset;
+    let topic = shared.namespaces.smq_topic(tp.topic.as_str());
+    let end = match shared.smq.end_offset(&topic, tp.partition).await {
+        Ok(Some(end)) if end > base.0 => Offset(end),
+        // nothing beyond the ledger (without an answer, the publish finds out)
+        _ => return Ok(0),
+    };
+    let records = match shared.read_records(tp, base, end).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "records beyond the ledger unreadable");
+            Vec::new()
+        }
+    };
+    let held = cut_batch_tail(&records);
+    let header = RecordBatch::parse(batch.bytes.clone())
+        .ok()
+        .map(|b| b.header().clone());
+    let retried = records.first().and_then(|r| r.batch).is_some_and(|b| {
+        header.is_some_and(|h| {
+            h.producer_id >= 0
+                && (
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.record_count,
+                ) == (b.producer_id, b.epoch, b.base_sequence, b.records)
+                && b.base_offset == base.0
+        })
+    });
+    if retried && held == records.len() && held as i64 == end.0 - base.0 {
+        tracing::info!(partition = %tp, offset = base.0, stored = held, "completing an idempotent batch SMQ holds in part with its retry");
+        return Ok(held as u64);
+    }
+    tracing::warn!(partition = %tp, from = base.0, to = end.0, "adopting records SMQ stored without acknowledging them");
+    Err(adopt(shared, tp, base, end, records).await)
+}
+
+/// Publishes an append's records and writes their ledger entries. The first `held` records are
+/// in SMQ already (see [`settle`]): only the rest is published.
 async fn append(
     shared: &Shared,
     tp: &TopicPartition,
     publisher: &Jobs,
     batches: Vec<AppendBatch>,
+    held: u64,
 ) -> StorageCompletion {
     let Some(first) = batches.first().map(|b| b.base_offset) else {
         return StorageCompletion::Failed(io("empty append"));
     };
-    let (messages, parsed) = match messages_of(shared, tp, &batches) {
+    let (mut messages, parsed) = match messages_of(shared, tp, &batches) {
         Ok(m) => m,
         Err(e) => return StorageCompletion::Failed(StorageError::Corrupt(e.to_string())),
     };
     let total = messages.len() as u64;
-    let mut event = publisher::publish(publisher, Some(first.0), messages).await;
+    let held = held.min(total);
+    let start = first.plus(held as i64);
+    let rest = messages.split_off(held as usize);
+    let mut event = publisher::publish(publisher, Some(start.0), rest).await;
     if let PublishEvent::Failed {
         stored: 0,
         error: PublishError::OffsetMismatch { expected, assigned },
@@ -512,6 +600,8 @@ async fn append(
         && assigned < expected
     {
         // SMQ lost acknowledged records and would hand their offsets out again: fill them
+        // (never with `held` records on their way: those are not acknowledged, and were they lost,
+        // the batch could not be completed; `expected` is then above `first`, and the append fails)
         tracing::error!(
             partition = %tp,
             from = assigned,
@@ -528,13 +618,14 @@ async fn append(
             event = publisher::publish(publisher, Some(first.0), messages).await;
         }
     }
-    let (stored, ack_ts, error) = match event {
-        PublishEvent::Stored { last_ack_ts_ns, .. } => (total, last_ack_ts_ns, None),
+    // `published`: of the records this call sent
+    let (published, ack_ts, error) = match event {
+        PublishEvent::Stored { last_ack_ts_ns, .. } => (total - held, last_ack_ts_ns, None),
         PublishEvent::Failed { stored, error, .. } => (stored, 0, Some(error)),
     };
-    // ledger entries for the batches stored whole (a partly stored batch is left to the restore,
-    // which finds its records beyond the ledger's end)
-    let end = first.plus(stored as i64);
+    // ledger entries for the batches stored whole (a partly stored batch is left beyond the
+    // ledger's end, for its retry to complete or the next append to adopt)
+    let end = start.plus(published as i64);
     let entries: Vec<LedgerEntry> = parsed
         .iter()
         .filter(|(h, base, _)| base.plus(i64::from(h.record_count)) <= end)
@@ -545,41 +636,50 @@ async fn append(
     {
         tracing::error!(partition = %tp, error = %e, "SMQ ledger entries not written; a restart restores these offsets without their timestamps");
     }
+    let whole_end = parsed
+        .iter()
+        .map(|(h, base, _)| base.plus(i64::from(h.record_count)))
+        .take_while(|e| *e <= end)
+        .last();
     match error {
         None => StorageCompletion::Appended {
             position: position(first),
         },
         Some(PublishError::OffsetMismatch { expected, assigned })
-            if stored == 0 && expected == first.0 && assigned > expected =>
+            if published == 0 && expected == start.0 && assigned > expected =>
         {
             // SMQ holds records beyond the ledger (stored, their acks lost): adopt them
-            tracing::warn!(partition = %tp, from = expected, to = assigned, "adopting records SMQ stored without acknowledging them");
-            adopt(shared, tp, first, Offset(assigned)).await
+            tracing::warn!(partition = %tp, from = first.0, to = assigned, "adopting records SMQ stored without acknowledging them");
+            let records = match shared.read_records(tp, first, Offset(assigned)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "adopted records unreadable");
+                    Vec::new()
+                }
+            };
+            adopt(shared, tp, first, Offset(assigned), records).await
         }
-        Some(e) if stored == 0 => StorageCompletion::Failed(io(e)),
-        Some(_) => StorageCompletion::PartlyAppended {
-            position: position(first),
-            records: stored,
+        Some(e) => match whole_end {
+            Some(whole_end) => StorageCompletion::PartlyAppended {
+                position: position(first),
+                records: (whole_end.0 - first.0) as u64,
+            },
+            None => StorageCompletion::Failed(io(e)),
         },
     }
 }
 
-/// The completion that makes records `from..end`, found in SMQ beyond the ledger, part of the log.
+/// The completion that makes records `from..end`, found in SMQ beyond the ledger, part of the log
+/// (`records`: those of them that could be read).
 async fn adopt(
     shared: &Shared,
     tp: &TopicPartition,
     from: Offset,
     end: Offset,
+    records: Vec<KafkaRecord>,
 ) -> StorageCompletion {
     // The offsets are facts (SMQ assigned them): they are adopted even when the records cannot
     // be read (SMQ may burn an offset it never stores), only without their producers then.
-    let records = match shared.read_records(tp, from, end).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(partition = %tp, error = %e, "adopted records unreadable");
-            Vec::new()
-        }
-    };
     let entries = tail_entries(tp, &records);
     if let Err(e) = shared.write_ledger(&entries).await {
         tracing::error!(partition = %tp, error = %e, "SMQ ledger entries of adopted records not written");

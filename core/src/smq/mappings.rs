@@ -341,6 +341,33 @@ pub fn tail_entries(partition: &TopicPartition, records: &[KafkaRecord]) -> Vec<
     entries
 }
 
+/// How many of `records` (consecutive, found beyond the ledger's end) at their end are the first
+/// records of an idempotent batch whose rest SMQ does not hold: a publish cut short inside it (a
+/// crash, a broken stream). Their produce was never answered, so the producer retries the whole
+/// batch; held back from the log, the retry can complete the batch at the same offsets instead of
+/// leaving them as a gap and writing the batch again after it.
+pub fn cut_batch_tail(records: &[KafkaRecord]) -> usize {
+    let Some(batch) = records.last().and_then(|r| r.batch) else {
+        return 0;
+    };
+    let run = records
+        .iter()
+        .rev()
+        .take_while(|r| r.batch == Some(batch))
+        .count();
+    let first = &records[records.len() - run];
+    let consecutive = records[records.len() - run..]
+        .iter()
+        .enumerate()
+        .all(|(k, r)| r.offset.0 == batch.base_offset + k as i64);
+    if first.offset.0 == batch.base_offset && consecutive && (run as i64) < i64::from(batch.records)
+    {
+        run
+    } else {
+        0
+    }
+}
+
 /// The position the SMQ backend gives an offset: SMQ reads by offset, so the offset itself.
 pub fn position(offset: Offset) -> LogPosition {
     LogPosition {
@@ -712,5 +739,45 @@ mod tests {
             vec![(3, 1, None), (4, 2, Some((9, 0, 4))), (6, 2, None)]
         );
         assert!(tail_entries(&tp(2), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_idempotent_batch_at_the_tails_end_is_held_back() {
+        use crate::smq::record::ProducedBatch;
+        let batch = |base_offset: i64, records: i32| ProducedBatch {
+            producer_id: 9,
+            epoch: 0,
+            base_sequence: base_offset as i32,
+            base_offset,
+            records,
+        };
+        let rec = |o: i64, b: Option<ProducedBatch>| KafkaRecord {
+            offset: Offset(o),
+            timestamp: TimestampMs(0),
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            batch: b,
+        };
+        // 3: plain, 4..6: a whole batch, 6..8: a batch of 3 cut short
+        let recs = vec![
+            rec(3, None),
+            rec(4, Some(batch(4, 2))),
+            rec(5, Some(batch(4, 2))),
+            rec(6, Some(batch(6, 3))),
+            rec(7, Some(batch(6, 3))),
+        ];
+        assert_eq!(cut_batch_tail(&recs), 2);
+        assert_eq!(cut_batch_tail(&recs[..3]), 0, "a whole batch at the end");
+        assert_eq!(cut_batch_tail(&recs[..1]), 0, "a plain record at the end");
+        assert_eq!(cut_batch_tail(&[]), 0);
+        // a record whose batch starts elsewhere (misplaced, or its start missing) is not held
+        assert_eq!(cut_batch_tail(&recs[4..]), 0);
+        assert_eq!(cut_batch_tail(&[rec(7, Some(batch(6, 3)))]), 0);
+        // a hole inside the run
+        assert_eq!(
+            cut_batch_tail(&[rec(6, Some(batch(6, 4))), rec(8, Some(batch(6, 4)))]),
+            0
+        );
     }
 }

@@ -341,9 +341,11 @@ pub fn read_slots(
 /// `slots` (slot k is offset `start + k`, read below the log's `end`) are settled.
 ///
 /// A publish stream that breaks inside a batch leaves the batch's first records stored and the
-/// rest not; the produce fails and the producer retries the whole batch, which is stored again at
-/// the next offsets. Were the stored prefix readable, a consumer would see those records twice, so
-/// it reads as a gap (its offsets stay used: offsets are never given twice). A batch is whole when
+/// rest not; the produce fails and the producer retries the whole batch. The retry normally
+/// completes the batch at the same offsets (the backend's `settle`), but when another append
+/// reaches the partition first, the stored prefix is adopted and the retry is stored again at the
+/// next offsets. Were that prefix readable, a consumer would see those records twice, so it
+/// reads as a gap (its offsets stay used: offsets are never given twice). A batch is whole when
 /// every offset from its base to its last holds one of its records: the enriched records carry
 /// their batch, and a batch's records are stored in order, so only a missing suffix can make it
 /// partial. A batch that runs past the last slot but not past `end` cannot be judged yet: the

@@ -2,7 +2,7 @@
 //! each partition's high watermark (`GetPartitionRangeInfo`) instead of a scan of the data.
 
 use super::backend::Shared;
-use super::mappings::{LedgerEntry, Reconcile, Restore, tail_entries};
+use super::mappings::{LedgerEntry, Reconcile, Restore, cut_batch_tail, tail_entries};
 use crate::storage::RecoveredPartition;
 use crate::types::Offset;
 
@@ -65,10 +65,21 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
                     Err(e) => {
                         // the first append adopts the offsets (without their producers)
                         tracing::warn!(partition = %tp, error = %e, "records beyond the ledger unreadable");
+                        shared.unsettle(tp);
                         continue;
                     }
                 };
-                let entries = tail_entries(tp, &records);
+                // a batch stored in part waits for its producer's retry, which completes it
+                let held = cut_batch_tail(&records);
+                let records = &records[..records.len() - held];
+                if held > 0 {
+                    shared.unsettle(tp);
+                    tracing::info!(partition = %tp, records = held, "the first records of an idempotent batch, stored in part, wait beyond the ledger for the batch's retry");
+                }
+                if records.is_empty() {
+                    continue;
+                }
+                let entries = tail_entries(tp, records);
                 adopted += records.len() as u64;
                 shared
                     .write_ledger(&entries)
@@ -77,6 +88,7 @@ pub(crate) async fn restore(shared: &Shared) -> Result<Vec<RecoveredPartition>, 
                 for entry in entries {
                     restore.apply(entry);
                 }
+                let to = records.last().map_or(from, |r| r.offset.plus(1));
                 tracing::info!(partition = %tp, from = from.0, to = to.0, "adopted records SMQ holds beyond the ledger");
             }
             Reconcile::Rewound {
