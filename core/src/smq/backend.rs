@@ -190,6 +190,20 @@ impl Shared {
         }
     }
 
+    /// Records `from..to` to adopt: those that can be read, none when the read fails (the offsets
+    /// are adopted all the same, only without their producers).
+    async fn records_to_adopt(
+        &self,
+        tp: &TopicPartition,
+        from: Offset,
+        to: Offset,
+    ) -> Vec<KafkaRecord> {
+        self.read_records(tp, from, to).await.unwrap_or_else(|e| {
+            tracing::warn!(partition = %tp, error = %e, "records beyond the ledger unreadable");
+            Vec::new()
+        })
+    }
+
     /// Records `from..to`, read whole (for adoption: few, right behind the ledger's end).
     pub(crate) async fn read_records(
         &self,
@@ -539,13 +553,7 @@ async fn settle(
         // nothing beyond the ledger (without an answer, the publish finds out)
         _ => return Ok(0),
     };
-    let records = match shared.read_records(tp, base, end).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(partition = %tp, error = %e, "records beyond the ledger unreadable");
-            Vec::new()
-        }
-    };
+    let records = shared.records_to_adopt(tp, base, end).await;
     let held = cut_batch_tail(&records);
     let header = RecordBatch::parse(batch.bytes.clone())
         .ok()
@@ -650,13 +658,7 @@ async fn append(
         {
             // SMQ holds records beyond the ledger (stored, their acks lost): adopt them
             tracing::warn!(partition = %tp, from = first.0, to = assigned, "adopting records SMQ stored without acknowledging them");
-            let records = match shared.read_records(tp, first, Offset(assigned)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(partition = %tp, error = %e, "adopted records unreadable");
-                    Vec::new()
-                }
-            };
+            let records = shared.records_to_adopt(tp, first, Offset(assigned)).await;
             adopt(shared, tp, first, Offset(assigned), records).await
         }
         Some(e) => match whole_end {

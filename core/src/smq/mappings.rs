@@ -696,16 +696,20 @@ mod tests {
         assert_eq!(r.end(&tp(0)), Some(Offset(7)));
     }
 
-    #[test]
-    fn tail_entries_cover_the_records_found_with_whole_idempotent_batches() {
-        use crate::smq::record::ProducedBatch;
-        let batch = |base_offset: i64, records: i32| ProducedBatch {
+    /// Producer 9's batch at `base_offset` of `records` records (its sequence is the offset).
+    fn produced(base_offset: i64, records: i32) -> crate::smq::record::ProducedBatch {
+        crate::smq::record::ProducedBatch {
             producer_id: 9,
             epoch: 0,
             base_sequence: base_offset as i32,
             base_offset,
             records,
-        };
+        }
+    }
+
+    #[test]
+    fn tail_entries_cover_the_records_found_with_whole_idempotent_batches() {
+        let batch = produced;
         // 3: plain, 4..6: a whole batch, 6..8: a batch of 3 cut short
         let recs: Vec<KafkaRecord> = (3..8)
             .map(|o| KafkaRecord {
@@ -744,13 +748,7 @@ mod tests {
     #[test]
     fn a_cut_idempotent_batch_at_the_tails_end_is_held_back() {
         use crate::smq::record::ProducedBatch;
-        let batch = |base_offset: i64, records: i32| ProducedBatch {
-            producer_id: 9,
-            epoch: 0,
-            base_sequence: base_offset as i32,
-            base_offset,
-            records,
-        };
+        let batch = produced;
         let rec = |o: i64, b: Option<ProducedBatch>| KafkaRecord {
             offset: Offset(o),
             timestamp: TimestampMs(0),
