@@ -101,6 +101,11 @@ impl Broker {
             .collect()
     }
 
+    /// Messages partition 0 of `topic` holds.
+    fn stored(&self, topic: &str) -> usize {
+        self.topics[topic][0].messages.len()
+    }
+
     fn partition(&mut self, topic: &str, p: usize) -> &mut Partition {
         self.topics
             .get_mut(topic)
@@ -659,7 +664,7 @@ fn died_inside_a_batch(values: &[&str], stored: usize) -> Broker {
     sim.restored();
     sim.create("t");
     sim.append("t", 0, &["a"]);
-    let held = sim.broker.topics["kafka/t"][0].messages.len();
+    let held = sim.broker.stored("kafka/t");
     sim.broker.withhold_acks.push("kafka/t".into());
     sim.broker
         .store_limit
@@ -669,10 +674,7 @@ fn died_inside_a_batch(values: &[&str], stored: usize) -> Broker {
         sim.now,
     );
     sim.idle(1_000);
-    assert_eq!(
-        sim.broker.topics["kafka/t"][0].messages.len(),
-        held + stored
-    );
+    assert_eq!(sim.broker.stored("kafka/t"), held + stored);
     assert!(!sim.done.contains_key(&StorageToken(900)), "never answered");
     let mut broker = std::mem::take(&mut sim.broker);
     drop(sim);
@@ -697,14 +699,14 @@ fn a_batch_cut_short_by_a_crash_is_completed_by_its_retry_at_the_same_offsets() 
         "the stored part waits beyond the log's end"
     );
     assert_eq!(sim.read("t", 0, 1), values(&[(0, "a")]));
-    let before = sim.broker.topics["kafka/t"][0].messages.len();
+    let before = sim.broker.stored("kafka/t");
     let retried = sim.perform(|token| produce(token, "t", 1, &["b", "c", "d"], Some((7, 0, 0))));
     assert!(
         matches!(retried, StorageCompletion::Appended { .. }),
         "{retried:?}"
     );
     assert_eq!(
-        sim.broker.topics["kafka/t"][0].messages.len(),
+        sim.broker.stored("kafka/t"),
         before + 2,
         "only the batch's missing records are published"
     );
@@ -740,12 +742,12 @@ fn a_batch_cut_short_is_adopted_as_a_gap_when_another_append_comes_first() {
             producers: Vec::new()
         }
     );
-    let before = sim.broker.topics["kafka/t"][0].messages.len();
+    let before = sim.broker.stored("kafka/t");
     assert!(matches!(
         sim.append("t", 3, &["x"]),
         StorageCompletion::Appended { .. }
     ));
-    assert_eq!(sim.broker.topics["kafka/t"][0].messages.len(), before + 1);
+    assert_eq!(sim.broker.stored("kafka/t"), before + 1);
     assert_eq!(sim.read("t", 0, 4), values(&[(0, "a"), (3, "x")]));
 }
 
@@ -757,15 +759,13 @@ fn a_batch_cut_short_by_a_broken_stream_is_completed_by_its_retry() {
     sim.restored();
     sim.create("t");
     sim.append("t", 0, &["a"]);
-    let held = sim.broker.topics["kafka/t"][0].messages.len();
+    let held = sim.broker.stored("kafka/t");
     sim.broker.store_limit.insert("kafka/t".into(), held + 2);
     sim.backend.submit(
         produce(StorageToken(900), "t", 1, &["b", "c", "d"], Some((7, 0, 0))),
         sim.now,
     );
-    sim.run_until(|s| {
-        s.broker.inbox.is_empty() && s.broker.topics["kafka/t"][0].messages.len() == held + 2
-    });
+    sim.run_until(|s| s.broker.inbox.is_empty() && s.broker.stored("kafka/t") == held + 2);
     sim.broker.store_limit.clear();
     sim.broker.crash("kafka/t", 0, 0);
     sim.run_until(|s| s.done.contains_key(&StorageToken(900)));
@@ -780,7 +780,7 @@ fn a_batch_cut_short_by_a_broken_stream_is_completed_by_its_retry() {
         matches!(retried, StorageCompletion::Appended { .. }),
         "{retried:?}"
     );
-    assert_eq!(sim.broker.topics["kafka/t"][0].messages.len(), held + 3);
+    assert_eq!(sim.broker.stored("kafka/t"), held + 3);
     assert_eq!(
         sim.read("t", 0, 4),
         values(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")])

@@ -634,9 +634,10 @@ async fn append(
     // ledger entries for the batches stored whole (a partly stored batch is left beyond the
     // ledger's end, for its retry to complete or the next append to adopt)
     let end = start.plus(published as i64);
-    let entries: Vec<LedgerEntry> = parsed
+    let whole = parsed
         .iter()
-        .filter(|(h, base, _)| base.plus(i64::from(h.record_count)) <= end)
+        .take_while(|(h, base, _)| base.plus(i64::from(h.record_count)) <= end);
+    let entries: Vec<LedgerEntry> = whole
         .map(|(h, base, bytes)| batch_entry(tp, h, *base, *bytes, ack_ts))
         .collect();
     if !entries.is_empty()
@@ -644,11 +645,13 @@ async fn append(
     {
         tracing::error!(partition = %tp, error = %e, "SMQ ledger entries not written; a restart restores these offsets without their timestamps");
     }
-    let whole_end = parsed
-        .iter()
-        .map(|(h, base, _)| base.plus(i64::from(h.record_count)))
-        .take_while(|e| *e <= end)
-        .last();
+    // where the whole batches end (the batches are consecutive)
+    let whole_end = entries.last().and_then(|e| match e {
+        LedgerEntry::Batch {
+            base_offset, count, ..
+        } => Some(base_offset.plus(i64::from(*count))),
+        _ => None,
+    });
     match error {
         None => StorageCompletion::Appended {
             position: position(first),
