@@ -53,7 +53,8 @@ def page_cache(work):
 
 
 def top_symbols(data, n=8):
-    out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "sym"],
+    out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "-g", "none",
+                          "--sort", "sym"],
                          capture_output=True, text=True).stdout
     rows = [line.strip() for line in out.splitlines() if line.strip() and not line.startswith("#")]
     return rows[:n]
