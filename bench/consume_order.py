@@ -19,7 +19,12 @@ Measured on 2026-12-05 (session 5, build 710d4d7), in this order, without perf:
 - kafka: 1,196k, 1,081k, 1,163k, 1,289k, 1,177k at 0.43, 0.50, 0.29, 0.24, 0.27 s, all cached.
 With --perf, 45% of the gateway's samples in a cached read were the kernel's copy out of the page
 cache into the read buffer (`_copy_to_iter` under `pread`), and 11% the copy of that buffer into
-the socket (`_copy_from_iter` under `writev`). Kafka's `sendfile` makes neither copy. Needs what
+the socket (`_copy_from_iter` under `writev`). Kafka's `sendfile` makes neither copy.
+
+Kelp now sends them with `sendfile` too (runtime-tokio/src/file_region.rs). The same order, same
+day: kelp 929k, 1,013k, 1,072k, 1,093k, 1,000k at 0.40, 0.38, 0.35, 0.34, 0.38 s; with --perf, no
+copy among the top symbols (the socket's locks and softirqs, and the page-cache lookup
+`filemap_get_read_batch`, lead). Needs what
 bench/run.sh installs (the Kafka jars; confluent-kafka in --python), `fincore`, and for --perf,
 `perf` as root.
 """

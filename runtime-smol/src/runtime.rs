@@ -139,6 +139,19 @@ impl ByteWriter for Half {
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async move { self.0.get_ref().shutdown(Shutdown::Write) })
     }
+
+    #[cfg(target_os = "linux")]
+    fn send_file<'a>(
+        &'a mut self,
+        file: &'a std::fs::File,
+        at: u64,
+        len: usize,
+    ) -> Option<BoxFuture<'a, io::Result<usize>>> {
+        use std::os::fd::AsRawFd;
+        Some(Box::pin(self.0.write_with(move |s| {
+            kelp_tokio::file_region::send_file(s.as_raw_fd(), file, at, len)
+        })))
+    }
 }
 
 /// hyper's executor for tonic's background tasks (connections, the channel's buffer).
@@ -186,5 +199,63 @@ impl tower_service::Service<Uri> for Connector {
             stream.set_nodelay(true)?;
             Ok(TokioIo::new(Compat::new(stream)))
         })
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use kelp_tokio::runtime::write_all_parts;
+
+    /// On smol too, a part that is a region of a file leaves from the file, in its place, over a
+    /// real socket whose buffer fills, and arrives as the file's bytes.
+    #[test]
+    fn file_regions_are_sent_from_the_file_in_their_place() {
+        let dir = std::env::temp_dir().join(format!("kelp-smol-region-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let content: Vec<u8> = (0..(9usize << 20)).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.join("f"), &content).unwrap();
+        let file = Arc::new(std::fs::File::open(dir.join("f")).unwrap());
+        let region = kelp_tokio::file_region::map(&file, 777, 8 << 20).unwrap();
+        let parts = vec![
+            Bytes::from_static(b"head"),
+            region,
+            Bytes::from_static(b"tail"),
+        ];
+        let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(&expected[4..4 + (8 << 20)], &content[777..777 + (8 << 20)]);
+
+        let got = smol::block_on(async {
+            let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let addr = listener.get_ref().local_addr().unwrap();
+            let reader = smol::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                Timer::after(Duration::from_millis(200)).await;
+                let mut got = Vec::new();
+                smol::io::AsyncReadExt::read_to_end(&mut s, &mut got)
+                    .await
+                    .unwrap();
+                got
+            });
+            let stream = Async::<TcpStream>::connect(addr).await.unwrap();
+            let mut write = Half(Arc::new(stream));
+            let sent = {
+                let file = &file;
+                let mut sent = 0;
+                // what one send_file takes while the reader sleeps: it must send from the file
+                if let Some(sending) = write.send_file(file, 0, 1000) {
+                    sent = sending.await.unwrap();
+                }
+                sent
+            };
+            assert_eq!(sent, 1000, "sendfile on a smol socket");
+            write_all_parts(&mut write, &parts).await.unwrap();
+            write.shutdown().await.unwrap();
+            reader.await
+        });
+        assert_eq!(&got[..1000], &content[..1000]);
+        assert!(got[1000..] == expected[..], "{} bytes arrived", got.len());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -14,7 +14,9 @@ pub struct LocalDisk;
 
 /// An open local file.
 struct LocalFile {
-    file: File,
+    /// Shared with the fetch regions mapped from it (see [`crate::file_region`]), which send from
+    /// it after the log has closed its own handle.
+    file: std::sync::Arc<File>,
     /// The same file opened with `O_DIRECT`, for block-aligned writes (see [`Disk::open_direct`]).
     direct: Option<File>,
     /// Set once the file system refused a direct write: the rest go through the page cache.
@@ -24,7 +26,7 @@ struct LocalFile {
 impl LocalFile {
     fn new(file: File, direct: Option<File>) -> LocalFile {
         LocalFile {
-            file,
+            file: std::sync::Arc::new(file),
             direct,
             direct_refused: AtomicBool::new(false),
         }
@@ -111,6 +113,19 @@ impl DiskFile for LocalFile {
             }
         }
         Ok(buf.freeze())
+    }
+
+    /// A region of [`crate::file_region::MAP_MIN`] or more is mapped, for the socket to send it
+    /// from the file; a shorter one, or one the kernel will not map, is read.
+    #[cfg(target_os = "linux")]
+    fn read_region(&self, at: u64, len: usize) -> io::Result<Bytes> {
+        if len >= crate::file_region::MAP_MIN
+            && at.saturating_add(len as u64) <= self.size()?
+            && let Ok(region) = crate::file_region::map(&self.file, at, len)
+        {
+            return Ok(region);
+        }
+        self.read_bytes_at(at, len)
     }
 
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()> {

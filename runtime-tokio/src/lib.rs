@@ -5,6 +5,8 @@
 pub mod allocator;
 pub mod config;
 pub mod disk;
+#[cfg(target_os = "linux")]
+pub mod file_region;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -60,15 +60,100 @@ pub trait ByteWriter: Send {
     ) -> BoxFuture<'a, io::Result<usize>>;
     /// Flushes and closes the write direction.
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>>;
+    /// Sends up to `len` bytes of `file` from byte `at` without their passing through user space
+    /// (Linux `sendfile`); returns how many went. `None` where this writer cannot, and then
+    /// [`write_all_parts`] writes the bytes from memory.
+    fn send_file<'a>(
+        &'a mut self,
+        file: &'a std::fs::File,
+        at: u64,
+        len: usize,
+    ) -> Option<BoxFuture<'a, io::Result<usize>>> {
+        let _ = (file, at, len);
+        None
+    }
 }
 
 /// Most parts handed to one vectored write (Linux takes up to 1024).
 const MAX_WRITE_PARTS: usize = 64;
 
-/// Writes all of `parts` in order, gathering up to [`MAX_WRITE_PARTS`] of them per system call: a
-/// fetch response arrives as its fields and its record batches in separate parts (see
-/// `kelp_core::codec::Frame`), and small responses queued together leave together.
+/// Writes all of `parts` in order. Parts that are regions of a file (see [`crate::file_region`])
+/// go from the file to the socket ([`ByteWriter::send_file`]); the others are gathered, up to
+/// [`MAX_WRITE_PARTS`] per system call: a fetch response arrives as its fields and its record
+/// batches in separate parts (see `kelp_core::codec::Frame`), and small responses queued
+/// together leave together.
 pub async fn write_all_parts(write: &mut dyn ByteWriter, parts: &[Bytes]) -> io::Result<()> {
+    let mut rest = parts;
+    while !rest.is_empty() {
+        let mut region = None;
+        let mut plain = 0;
+        while let Some(part) = rest.get(plain) {
+            region = region_of(part);
+            if region.is_some() {
+                break;
+            }
+            plain += 1;
+        }
+        write_all_vectored(write, &rest[..plain]).await?;
+        if let (Some((file, at)), Some(part)) = (region, rest.get(plain)) {
+            send_region(write, part, &file, at).await?;
+            plain += 1;
+        }
+        rest = &rest[plain..];
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn region_of(part: &Bytes) -> Option<(Arc<std::fs::File>, u64)> {
+    crate::file_region::region_of(part)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn region_of(_part: &Bytes) -> Option<(Arc<std::fs::File>, u64)> {
+    None
+}
+
+/// Sends `part`, which is bytes `at..` of `file`, from the file. Where the writer or the file
+/// system cannot (no `sendfile` for this socket, or a file system without it), the part is
+/// written from memory instead: it reads as the file's bytes.
+async fn send_region(
+    write: &mut dyn ByteWriter,
+    part: &Bytes,
+    file: &std::fs::File,
+    at: u64,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < part.len() {
+        let sent = match write.send_file(file, at + done as u64, part.len() - done) {
+            Some(sending) => sending.await,
+            None => Err(io::ErrorKind::Unsupported.into()),
+        };
+        match sent {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if cannot_send_files(&e) => {
+                return write_all_vectored(write, &[part.slice(done..)]).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` says that this socket or file cannot take `sendfile` at all (rather than that
+/// this one failed).
+fn cannot_send_files(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        )
+}
+
+/// Writes all of `parts` in order, up to [`MAX_WRITE_PARTS`] of them per system call.
+async fn write_all_vectored(write: &mut dyn ByteWriter, parts: &[Bytes]) -> io::Result<()> {
     // The first part not wholly written, and how much of it was.
     let (mut first, mut done) = (0, 0);
     loop {
@@ -241,11 +326,29 @@ impl ByteWriter for tokio::net::tcp::OwnedWriteHalf {
     fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(AsyncWriteExt::shutdown(self))
     }
+
+    #[cfg(target_os = "linux")]
+    fn send_file<'a>(
+        &'a mut self,
+        file: &'a std::fs::File,
+        at: u64,
+        len: usize,
+    ) -> Option<BoxFuture<'a, io::Result<usize>>> {
+        use std::os::fd::AsRawFd;
+        let this: &'a Self = self;
+        let stream: &'a tokio::net::TcpStream = this.as_ref();
+        Some(Box::pin(
+            stream.async_io(tokio::io::Interest::WRITABLE, move || {
+                crate::file_region::send_file(stream.as_raw_fd(), file, at, len)
+            }),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Takes at most `per_call` bytes of each vectored write, and records what it took.
     struct Trickle {
@@ -274,6 +377,125 @@ mod tests {
         fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
             Box::pin(async { Ok(()) })
         }
+    }
+
+    /// A writer that counts the bytes it sent from files.
+    struct CountingFiles<W> {
+        inner: W,
+        from_files: Arc<AtomicUsize>,
+    }
+
+    impl<W: ByteWriter> ByteWriter for CountingFiles<W> {
+        fn write_vectored<'a>(
+            &'a mut self,
+            parts: &'a [IoSlice<'a>],
+        ) -> BoxFuture<'a, io::Result<usize>> {
+            self.inner.write_vectored(parts)
+        }
+
+        fn shutdown(&mut self) -> BoxFuture<'_, io::Result<()>> {
+            self.inner.shutdown()
+        }
+
+        fn send_file<'a>(
+            &'a mut self,
+            file: &'a std::fs::File,
+            at: u64,
+            len: usize,
+        ) -> Option<BoxFuture<'a, io::Result<usize>>> {
+            let count = self.from_files.clone();
+            let sending = self.inner.send_file(file, at, len)?;
+            Some(Box::pin(async move {
+                let n = sending.await?;
+                count.fetch_add(n, Ordering::Relaxed);
+                Ok(n)
+            }))
+        }
+    }
+
+    /// A file of `len` patterned bytes under the temporary directory, open for reading.
+    #[cfg(target_os = "linux")]
+    fn patterned_file(name: &str, len: usize) -> (std::path::PathBuf, Arc<std::fs::File>, Vec<u8>) {
+        let dir = std::env::temp_dir().join(format!("kelp-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let content: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.join("f"), &content).unwrap();
+        let file = Arc::new(std::fs::File::open(dir.join("f")).unwrap());
+        (dir, file, content)
+    }
+
+    /// Parts that are regions of a file leave from the file, in their place among the others,
+    /// over a real socket whose buffer fills (8 MiB against a reader that starts late), and
+    /// arrive as the file's bytes.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn file_regions_are_sent_from_the_file_in_their_place() {
+        let (dir, file, content) = patterned_file("send-region", 9 << 20);
+        let big = crate::file_region::map(&file, 1000, 8 << 20).unwrap();
+        let small = crate::file_region::map(&file, 4096 * 3 + 5, 70_000).unwrap();
+        let parts = vec![
+            Bytes::from_static(b"head"),
+            big.clone(),
+            Bytes::from_static(b"middle"),
+            small.slice(10..60_000),
+            Bytes::from_static(b"tail"),
+        ];
+        let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(
+            &expected[4..4 + (8 << 20)],
+            &content[1000..1000 + (8 << 20)]
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_read, write) = stream.into_split();
+        let mut write = CountingFiles {
+            inner: write,
+            from_files: Arc::new(AtomicUsize::new(0)),
+        };
+        write_all_parts(&mut write, &parts).await.unwrap();
+        ByteWriter::shutdown(&mut write).await.unwrap();
+        let got = reader.await.unwrap();
+        assert!(
+            got == expected,
+            "{} bytes arrived, {} sent",
+            got.len(),
+            expected.len()
+        );
+        assert_eq!(
+            write.from_files.load(Ordering::Relaxed),
+            (8 << 20) + 59_990,
+            "the regions went by sendfile"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A writer that cannot send from files writes such parts from memory, where they read as
+    /// the file's bytes.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_writer_without_send_file_writes_regions_from_memory() {
+        let (dir, file, content) = patterned_file("region-memory", 300_000);
+        let region = crate::file_region::map(&file, 5000, 200_000).unwrap();
+        let mut w = Trickle {
+            per_call: 70_000,
+            calls: 0,
+            got: Vec::new(),
+        };
+        write_all_parts(&mut w, &[Bytes::from_static(b"x"), region])
+            .await
+            .unwrap();
+        assert_eq!(w.got[0], b'x');
+        assert_eq!(&w.got[1..], &content[5000..205_000]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

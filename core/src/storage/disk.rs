@@ -33,6 +33,15 @@ pub trait DiskFile: Send + Sync {
         buf.truncate(done);
         Ok(Bytes::from(buf))
     }
+    /// Reads `len` bytes from byte `at` that the caller only passes on (a fetch's batches, sent
+    /// as they are). The default is [`DiskFile::read_bytes_at`]; a runtime may instead hand out
+    /// bytes that refer to the file, so that a socket can send them from the page cache without
+    /// their passing through user space (see `kelp_tokio::disk`). The caller asks only for bytes
+    /// that are never rewritten or cut while the result lives (batches below the log's end), and
+    /// that the file holds (`at + len` is within its size).
+    fn read_region(&self, at: u64, len: usize) -> io::Result<Bytes> {
+        self.read_bytes_at(at, len)
+    }
     /// Writes all of `bytes` at byte `at`.
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()>;
     /// Cuts (or extends) the file to `len` bytes.

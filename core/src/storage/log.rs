@@ -58,6 +58,14 @@ pub struct SegmentScan {
 
 /// Header of the batch at the start of `bytes`, if a whole batch is there: (base, last, len, max ts).
 fn peek_batch(bytes: &[u8]) -> Option<(Offset, Offset, usize, TimestampMs, u64)> {
+    peek_header(bytes).filter(|&(_, _, len, _, _)| len <= bytes.len())
+}
+
+/// Header of the batch at the start of `bytes` (which need hold only its first
+/// [`BATCH_HEADER_LEN`] bytes): (base, last, len, max ts, records). `None` where `bytes` is too
+/// short for a header, or the header does not make sense (a length shorter than a header, offsets
+/// that overflow).
+pub fn peek_header(bytes: &[u8]) -> Option<(Offset, Offset, usize, TimestampMs, u64)> {
     if bytes.len() < BATCH_HEADER_LEN {
         return None;
     }
@@ -65,7 +73,7 @@ fn peek_batch(bytes: &[u8]) -> Option<(Offset, Offset, usize, TimestampMs, u64)>
     let i32_at = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
     let base = i64_at(0);
     let len = usize::try_from(i32_at(8)).ok()?.checked_add(12)?;
-    if len < BATCH_HEADER_LEN || len > bytes.len() {
+    if len < BATCH_HEADER_LEN {
         return None;
     }
     let last = base.checked_add(i64::from(i32_at(23)))?;

@@ -30,6 +30,10 @@ pub struct FileState {
     pub direct: bool,
     /// The ranges the page cache was told it may drop, in order.
     pub dropped: Vec<(u64, u64)>,
+    /// Each `read_at`: where, and how many bytes it returned.
+    pub reads: Vec<(u64, usize)>,
+    /// Each `read_region`: where, and how many bytes it asked for.
+    pub regions: Vec<(u64, usize)>,
 }
 
 #[derive(Clone)]
@@ -47,11 +51,20 @@ impl DiskFile for MemFile {
     }
 
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
-        let s = self.state();
+        let mut s = self.state();
         let from = (at as usize).min(s.written.len());
         let n = buf.len().min(s.written.len() - from);
         buf[..n].copy_from_slice(&s.written[from..from + n]);
+        s.reads.push((at, n));
         Ok(n)
+    }
+
+    fn read_region(&self, at: u64, len: usize) -> io::Result<Bytes> {
+        let mut s = self.state();
+        s.regions.push((at, len));
+        let from = (at as usize).min(s.written.len());
+        let to = from.saturating_add(len).min(s.written.len());
+        Ok(Bytes::copy_from_slice(&s.written[from..to]))
     }
 
     fn write_all_at(&self, bytes: &[u8], at: u64) -> io::Result<()> {
