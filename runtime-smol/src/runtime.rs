@@ -97,6 +97,11 @@ impl Runtime for Smol {
 struct Acceptor(Async<TcpListener>);
 
 impl Listener for Acceptor {
+    fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        kelp_tokio::runtime::set_send_buffer(self.0.as_raw_fd(), bytes)
+    }
+
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
@@ -207,6 +212,34 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use kelp_tokio::runtime::write_all_parts;
+
+    /// On smol too, accepted connections take the listener's send buffer.
+    #[test]
+    fn accepted_connections_take_the_listeners_send_buffer() {
+        use std::os::fd::AsRawFd;
+        smol::block_on(async {
+            let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let addr = listener.get_ref().local_addr().unwrap();
+            let acceptor = Acceptor(listener);
+            acceptor.set_send_buffer(64 * 1024).unwrap();
+            let _client = Async::<TcpStream>::connect(addr).await.unwrap();
+            let (stream, _) = acceptor.0.accept().await.unwrap();
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `value` and `len` outlive the call, which writes at most `len` bytes.
+            let rc = unsafe {
+                libc::getsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    (&raw mut value).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            assert_eq!(value, 2 * 64 * 1024);
+        });
+    }
 
     /// On smol too, a part that is a region of a file leaves from the file, in its place, over a
     /// real socket whose buffer fills, and arrives as the file's bytes.

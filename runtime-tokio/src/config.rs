@@ -59,6 +59,10 @@ pub struct Settings {
     /// Most client connections at once [default: 10000].
     #[arg(long, env = "KELP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Send buffer of each client connection in bytes, as Kafka's `socket.send.buffer.bytes`
+    /// (Linux doubles it); 0 leaves it to the kernel's autotuning [default: 102400].
+    #[arg(long, env = "KELP_SOCKET_SEND_BUFFER_BYTES")]
+    pub socket_send_buffer_bytes: Option<usize>,
     /// Largest request frame in bytes [default: 104857600].
     #[arg(long, env = "KELP_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
@@ -141,6 +145,7 @@ pub struct Resolved {
     pub advertised_port: i32,
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    pub socket_send_buffer_bytes: usize,
     pub max_frame_bytes: usize,
     pub max_in_flight_bytes: usize,
     pub fsync_acks_all: bool,
@@ -295,6 +300,7 @@ impl Settings {
             advertised_port: port,
             data_dir: pick!(data_dir, PathBuf::from("data")),
             max_connections: pick!(max_connections, 10_000),
+            socket_send_buffer_bytes: pick!(socket_send_buffer_bytes, 100 * 1024),
             max_frame_bytes: pick!(max_frame_bytes, 100 * 1024 * 1024),
             max_in_flight_bytes: pick!(max_in_flight_bytes, 16 * 1024 * 1024),
             fsync_acks_all: pick!(fsync_acks_all, true),

@@ -176,6 +176,11 @@ pub async fn run(settings: Resolved, rt: Rt) -> std::io::Result<()> {
     let mut gateway = Gateway::new(config, partitions, clock.now());
 
     let listener = rt.bind(settings.listen).await?;
+    if settings.socket_send_buffer_bytes > 0
+        && let Err(e) = listener.set_send_buffer(settings.socket_send_buffer_bytes)
+    {
+        tracing::warn!(error = %e, "cannot set the connections' send buffer; the kernel sizes it");
+    }
     tracing::info!(listen = %settings.listen, advertised = %format!("{}:{}", settings.advertised_host, settings.advertised_port), backend = ?settings.backend, data_dir = %settings.data_dir.display(), "kelp listening");
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let (stop_accepting, accept_stopped) = oneshot::channel::<()>();
