@@ -16,9 +16,10 @@
 //! Why that is safe: the log asks only for batches below its end, which are never rewritten or
 //! cut (a segment is only cut at bytes past its end, after a failed append, and deleting a file
 //! leaves its open descriptors and mappings working). A read error while sending is an error of
-//! the write, and the connection is closed; only code that reads the mapped bytes itself could
-//! meet a disk error as a `SIGBUS`, and the writer does that only when the socket cannot send from
-//! a file at all (see [`crate::runtime::write_all_parts`]).
+//! the write, and the connection is closed. [`map`] reads the pages in before it returns (on the
+//! blocking thread that reads the log), so a disk error meets the read, which then falls back to
+//! copying the bytes and reports the error; and the event loop's `sendfile` finds the pages
+//! cached rather than waiting for the disk.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -120,6 +121,20 @@ pub fn map(file: &Arc<File>, at: u64, len: usize) -> io::Result<Bytes> {
     };
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
+    }
+    // Read the pages in now, on the caller's thread (a blocking one), so that neither a slow
+    // disk nor a failing one reaches the socket's `sendfile` on the event loop: a page that
+    // cannot be read fails here, as an error rather than a SIGBUS, and the caller reads the bytes
+    // instead (and meets the error there). A kernel before 5.14 does not know the advice; the
+    // pages are then read when sent.
+    // SAFETY: `ptr..ptr + map_len` is the mapping just made.
+    if unsafe { libc::madvise(ptr, map_len, libc::MADV_POPULATE_READ) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            // SAFETY: the mapping just made, not yet shared with anything.
+            unsafe { libc::munmap(ptr, map_len) };
+            return Err(e);
+        }
     }
     mappings().insert(
         ptr as usize,
