@@ -32,7 +32,6 @@ import argparse
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,20 +87,12 @@ def main():
         print(f"before the reads: {I.page_cache(work)}", flush=True)
         for i in range(args.reads):
             cpu0 = R.cpu_seconds(proc.pid)
-            recorder = None
-            if args.perf:
-                recorder = subprocess.Popen(["perf", "record", "-q", "-g", "-o", str(work / f"read{i}.data"),
-                                             "-p", str(proc.pid)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
-            out = R.rd_consume(args.python, b, "rd", RECORDS, work)
-            if recorder:
-                recorder.send_signal(signal.SIGINT)
-                recorder.wait()
+            with I.perf_recording(proc.pid, work / f"read{i}.data", args.perf, callgraph=True) as recorded:
+                out = R.rd_consume(args.python, b, "rd", RECORDS, work)
             print(f"read {i}: {out['rate']:,.0f}/s, server CPU {R.cpu_seconds(proc.pid) - cpu0:.2f} s; "
                   f"{I.page_cache(work)}", flush=True)
-            if recorder:
-                for row in I.top_symbols(work / f"read{i}.data"):
+            if recorded:
+                for row in I.top_symbols(recorded):
                     print(f"    {row}")
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -22,6 +22,7 @@ ones into pages written 2-4 s before. Needs what bench/run.sh installs (the Kafk
 confluent-kafka in --python), `fincore` (util-linux), and for --perf, `perf` as root.
 """
 import argparse
+import contextlib
 import shlex
 import shutil
 import signal
@@ -50,6 +51,24 @@ def page_cache(work):
     cached = " ".join(f"{t} {r >> 20}/{s >> 20} MiB" for t, (r, s) in sorted(topics.items()))
     return (f"{cached} | Cached {mem['Cached']} MiB, Dirty {mem['Dirty']}, "
             f"Writeback {mem['Writeback']}")
+
+
+@contextlib.contextmanager
+def perf_recording(pid, data, enabled, callgraph=False):
+    """`perf record` of process `pid` into `data` while the block runs, when `enabled`; yields
+    the path of the data then (None otherwise)."""
+    if not enabled:
+        yield None
+        return
+    recorder = subprocess.Popen(["perf", "record", "-q"] + (["-g"] if callgraph else [])
+                                + ["-o", str(data), "-p", str(pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield data
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait()
 
 
 def top_symbols(data, n=8):
@@ -88,21 +107,13 @@ def main():
         R.create_topic(bootstrap, "rd", work)
         for i in range(args.runs):
             cpu0 = R.cpu_seconds(proc.pid)
-            recorder = None
-            if args.perf:
-                recorder = subprocess.Popen(["perf", "record", "-q", "-o", str(work / f"run{i}.data"),
-                                             "-p", str(proc.pid)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
-            res = R.loadgen(args.python, ["produce", bootstrap, "rd", args.records, 1024, "all"],
-                            work / f"rd-{i}.txt", 900)
-            if recorder:
-                recorder.send_signal(signal.SIGINT)
-                recorder.wait()
+            with perf_recording(proc.pid, work / f"run{i}.data", args.perf) as recorded:
+                res = R.loadgen(args.python, ["produce", bootstrap, "rd", args.records, 1024, "all"],
+                                work / f"rd-{i}.txt", 900)
             print(f"acks=all run {i}: {res['rate']:,.0f} records/s, server CPU "
                   f"{R.cpu_seconds(proc.pid) - cpu0:.2f} s; {page_cache(work)}", flush=True)
-            if recorder:
-                for row in top_symbols(work / f"run{i}.data"):
+            if recorded:
+                for row in top_symbols(recorded):
                     print(f"    {row}")
     finally:
         proc.send_signal(signal.SIGTERM)

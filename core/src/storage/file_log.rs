@@ -12,7 +12,7 @@
 use super::disk::{Disk, DiskFile};
 use super::log::{
     decode_index, encode_index, find_by_time, index_file_name, index_segment,
-    parse_segment_file_name, peek_header, producer_snapshot_file_name, scan_segment,
+    parse_segment_file_name, peek_header, pick_batches, producer_snapshot_file_name, scan_segment,
     segment_file_name, select_batches,
 };
 use super::page_cache::Span;
@@ -551,24 +551,12 @@ pub fn read(
         };
         let len = file.size().map_err(io_err)?;
         let mut headers = Headers::new(&*file, &path, len);
-        let mut start = None;
-        while let Some((base, last, batch_len)) = headers.batch_at(at)? {
-            if base >= end {
-                break;
-            }
-            if last < offset {
-                at += batch_len;
-                continue;
-            }
-            let s = *start.get_or_insert(at);
-            if at + batch_len - s > max_bytes as u64 && at > s {
-                break;
-            }
-            at += batch_len;
+        let (from, taken) =
+            pick_batches(at, offset, end, max_bytes as u64, |at| headers.batch_at(at))?;
+        if taken > 0 {
+            return headers.bytes(from, taken as usize);
         }
-        if let Some(s) = start {
-            return headers.bytes(s, (at - s) as usize);
-        }
+        at = from;
         if at < len {
             // stopped short of the segment's end: at a batch from `end` on, or at bytes still
             // being written
@@ -948,21 +936,31 @@ mod tests {
         let data = Path::new("/data");
         let disk = Arc::new(MemDisk::default());
         let mut log = PartitionLog::create(disk.clone(), data, &tp, 1 << 40).expect("creates");
-        let mut offsets = Vec::new();
-        let appends: Vec<AppendBatch> = batches
+        let appends = from_zero(batches);
+        let offsets = appends
+            .iter()
+            .map(|b| {
+                let base = b.base_offset.0;
+                (base, base + i64::from(be_i32(&b.bytes, 57)) - 1)
+            })
+            .collect();
+        log.append(&appends, false).expect("appends");
+        (disk, partition_dir(data, &tp), offsets)
+    }
+
+    /// `batches` as appends with offsets from 0 on, each after the one before.
+    fn from_zero(batches: impl IntoIterator<Item = Bytes>) -> Vec<AppendBatch> {
+        batches
             .into_iter()
             .scan(0i64, |next, bytes| {
                 let base = Offset(*next);
                 *next += i64::from(be_i32(&bytes, 57));
-                offsets.push((base.0, *next - 1));
                 Some(AppendBatch {
                     base_offset: base,
                     bytes,
                 })
             })
-            .collect();
-        log.append(&appends, false).expect("appends");
-        (disk, partition_dir(data, &tp), offsets)
+            .collect()
     }
 
     fn segment_file(disk: &MemDisk, dir: &Path) -> crate::storage::tests::MemFile {
@@ -1104,17 +1102,7 @@ mod tests {
             };
             encode_batch(&header, Compression::None, &records).expect("encodes")
         };
-        let batches: Vec<AppendBatch> = [batch(3, 1), big.clone(), batch(2, 2), big, batch(1, 3)]
-            .into_iter()
-            .scan(0i64, |next, bytes| {
-                let base = Offset(*next);
-                *next += i64::from(be_i32(&bytes, 57));
-                Some(AppendBatch {
-                    base_offset: base,
-                    bytes,
-                })
-            })
-            .collect();
+        let batches = from_zero([batch(3, 1), big.clone(), batch(2, 2), big, batch(1, 3)]);
         let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
         log.append(&batches, true).expect("appends");
         assert_eq!(log.next_offset(), Offset(8));

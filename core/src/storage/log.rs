@@ -211,18 +211,38 @@ pub fn decode_index(bytes: &[u8], segment: Offset) -> Option<Vec<IndexEntry>> {
     )
 }
 
-/// The byte range of `chunk` (which starts at a batch boundary) to return for a read of `offset`:
-/// whole batches whose last offset is >= `offset` and whose base is < `end`, up to `max_bytes` but
-/// always at least one batch. Returns `(skip, take)`: bytes to skip, then bytes to return.
+/// The byte range of `chunk` (which starts at a batch boundary) to return for a read of `offset`
+/// (see [`pick_batches`]). Returns `(skip, take)`: bytes to skip, then bytes to return.
 pub fn select_batches(
     chunk: &[u8],
     offset: Offset,
     end: Offset,
     max_bytes: usize,
 ) -> (usize, usize) {
-    let mut at = 0usize;
+    let peek = |at: u64| {
+        let rest = chunk.get(usize::try_from(at).ok()?..)?;
+        peek_batch(rest).map(|(base, last, len, _, _)| (base, last, len as u64))
+    };
+    let Ok((skip, take)) = pick_batches(0, offset, end, max_bytes as u64, |at| {
+        Ok::<_, std::convert::Infallible>(peek(at))
+    });
+    (skip as usize, take as usize)
+}
+
+/// The batches a read of `offset` returns, walking from byte `at` (a batch boundary) with
+/// `batch_at`, which gives the batch at a byte, `(base, last, length)`, or `None` where no whole
+/// batch is: whole batches whose last offset is >= `offset` and whose base is < `end`, up to
+/// `max_bytes` but always at least one batch. Returns `(from, taken)`: where they start and how
+/// many bytes they take; with none taken, `from` is where the walk stopped.
+pub fn pick_batches<E>(
+    mut at: u64,
+    offset: Offset,
+    end: Offset,
+    max_bytes: u64,
+    mut batch_at: impl FnMut(u64) -> Result<Option<(Offset, Offset, u64)>, E>,
+) -> Result<(u64, u64), E> {
     let mut start = None;
-    while let Some((base, last, len, _, _)) = peek_batch(&chunk[at..]) {
+    while let Some((base, last, len)) = batch_at(at)? {
         if base >= end {
             break;
         }
@@ -236,10 +256,10 @@ pub fn select_batches(
         }
         at += len;
     }
-    match start {
+    Ok(match start {
         Some(s) => (s, at - s),
         None => (at, 0),
-    }
+    })
 }
 
 /// The first record in `chunk` (whole batches) with a timestamp >= `ts` and an offset < `end`.
