@@ -224,19 +224,7 @@ mod tests {
             acceptor.set_send_buffer(64 * 1024).unwrap();
             let _client = Async::<TcpStream>::connect(addr).await.unwrap();
             let (stream, _) = acceptor.0.accept().await.unwrap();
-            let mut value: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: `value` and `len` outlive the call, which writes at most `len` bytes.
-            let rc = unsafe {
-                libc::getsockopt(
-                    stream.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_SNDBUF,
-                    (&raw mut value).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(rc, 0);
+            let value = kelp_tokio::runtime::send_buffer(stream.as_raw_fd()).unwrap();
             assert_eq!(value, 2 * 64 * 1024);
         });
     }

@@ -74,6 +74,28 @@ pub fn set_send_buffer(fd: std::os::fd::RawFd, bytes: usize) -> io::Result<()> {
     }
 }
 
+/// The send buffer (`SO_SNDBUF`) of socket `fd` as the kernel reports it: Linux doubles what
+/// [`set_send_buffer`] set, for its own bookkeeping.
+pub fn send_buffer(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` outlive the call, which writes at most `len` bytes to `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        usize::try_from(value).map_err(|_| io::ErrorKind::InvalidData.into())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The read half of a connection.
 pub trait ByteReader: Send {
     /// Appends what arrives to `buf` (at least one byte; 0 at end of stream). Cancel-safe: a
@@ -534,24 +556,6 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// The send buffer of socket `fd`, as the kernel reports it.
-    fn send_buffer_of(fd: std::os::fd::RawFd) -> libc::c_int {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `value` and `len` outlive the call, which writes at most `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&raw mut value).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        value
-    }
-
     /// Connections accepted after the listener's send buffer was set have that buffer (Linux
     /// reports it doubled); before, they have the kernel's.
     #[tokio::test]
@@ -564,8 +568,8 @@ mod tests {
         Listener::set_send_buffer(&listener, 100 * 1024).unwrap();
         let _c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (after, _) = listener.accept().await.unwrap();
-        assert_eq!(send_buffer_of(after.as_raw_fd()), 2 * 100 * 1024);
-        assert_ne!(send_buffer_of(before.as_raw_fd()), 2 * 100 * 1024);
+        assert_eq!(send_buffer(after.as_raw_fd()).unwrap(), 2 * 100 * 1024);
+        assert_ne!(send_buffer(before.as_raw_fd()).unwrap(), 2 * 100 * 1024);
     }
 
     #[tokio::test]
