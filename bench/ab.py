@@ -12,8 +12,10 @@ in turn, so that a noisy machine drifts across all of them alike).
 Each variant is a string of extra `kelp` flags ("" is the defaults); one that starts with `@PATH`
 runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`), and
 words `NAME=VALUE` go to the gateway's environment (`"KELP_LOG_WRITERS=8"`). Per run it prints records/s,
-the tool's p99, the gateway's CPU seconds, and the whole machine's busy and iowait CPU seconds
-(on a small machine the client's share decides much). Needs what bench/run.sh installs (the Kafka
+the tool's p99, and, from the first to the last fifth of a second in which the gateway used more
+than a quarter of a core (`run.measured`: a JVM client's start-up is left out), the gateway's CPU
+seconds and the whole machine's busy and iowait CPU seconds (on a small machine the client's share
+decides much). Needs what bench/run.sh installs (the Kafka
 jars: `bash tests/install.sh system kafka`) and a release build of `kelp`.
 """
 import argparse
@@ -22,14 +24,9 @@ import shlex
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import run as R
-
-
-def machine():
-    return [int(x) for x in open("/proc/stat").readline().split()[1:]]
 
 
 def main():
@@ -83,32 +80,31 @@ def main():
                 if args.consume:
                     R.perf_produce(bootstrap, "ab", args.records, 1024, "1", work)
                     R.settle()
-                cpu0, m0, t0 = R.cpu_seconds(proc.pid), machine(), time.time()
                 faults0 = R.minor_faults(proc.pid)
                 if args.consume and args.client == "rd":
-                    res = R.rd_consume(args.python, bootstrap, "ab", args.records, work)
+                    job = lambda: R.rd_consume(args.python, bootstrap, "ab", args.records, work)
                 elif args.consume:
-                    res = R.perf_consume(bootstrap, "ab", args.records, work)
+                    job = lambda: R.perf_consume(bootstrap, "ab", args.records, work)
                 elif args.rate:
-                    res = R.perf_produce(bootstrap, "ab", args.rate * args.seconds, 1024, args.acks, work,
-                                         throughput=args.rate, warmup=args.rate * R.WARMUP_S,
-                                         props=R.LATENCY_PROPS)
+                    job = lambda: R.perf_produce(bootstrap, "ab", args.rate * args.seconds, 1024, args.acks, work,
+                                                 throughput=args.rate, warmup=args.rate * R.WARMUP_S,
+                                                 props=R.LATENCY_PROPS)
                 elif args.client == "rd":
-                    res = R.loadgen(args.python, ["produce", bootstrap, "ab", args.records, 1024, args.acks],
-                                    work / "rd-produce.txt", 900)
+                    job = lambda: R.loadgen(args.python, ["produce", bootstrap, "ab", args.records, 1024, args.acks],
+                                            work / "rd-produce.txt", 900)
                 else:
-                    res = R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
-                cpu1, m1, t1 = R.cpu_seconds(proc.pid), machine(), time.time()
-                d = [b - a for a, b in zip(m0, m1)]
-                busy, iowait = (sum(d) - d[3] - d[4]) / 100, d[4] / 100
+                    job = lambda: R.perf_produce(bootstrap, "ab", args.records, 1024, args.acks, work)
+                res = R.measured(proc.pid, job)
                 extra = f", p99 {res['p99_ms']:.0f} ms" if "p99_ms" in res else ""
                 if args.rate:
                     extra = f", p50/p99/p99.9 {res['p50_ms']:.0f}/{res['p99_ms']:.0f}/{res['p999_ms']:.0f} ms"
                 if args.consume:
                     extra = f", {R.minor_faults(proc.pid) - faults0:,} minor faults"
-                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{extra}, "
-                      f"kelp CPU {cpu1 - cpu0:.1f} s, machine busy {busy:.1f} s, "
-                      f"iowait {iowait:.1f} s, {t1 - t0:.1f} s", flush=True)
+                cpu = res.get("cpu") or {}
+                if cpu:
+                    extra += (f", while kelp worked ({cpu['wall_s']:.1f} s): kelp CPU {cpu['server_s']:.1f} s, "
+                              f"machine busy {cpu['busy_s']:.1f} s, iowait {cpu['iowait_s']:.1f} s")
+                print(f"round {rnd} [{flags}]: {res['rate']:,.0f} records/s{extra}", flush=True)
             except Exception as e:  # one failed run is reported, the others go on
                 print(f"round {rnd} [{flags}]: failed: {e}; log: {R.tail(work / 'server.log')}", flush=True)
             finally:
