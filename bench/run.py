@@ -590,7 +590,7 @@ def cpu_report(rows):
         for phase in ("produce_all", "rd_produce"):
             d = r.get(phase) or {}
             cpu = d.get("cpu")
-            if not cpu or not cpu.get("wall_s"):
+            if not cpu or not cpu.get("wall_s") or not d.get("rate"):
                 cells.append("n/a | n/a")
                 continue
             # cores used over the window, per record of the run's rate
