@@ -13,7 +13,7 @@ Each variant is a string of extra `kelp` flags ("" is the defaults); one that st
 runs the binary at PATH instead of `--binary` (two builds side by side: `"@/tmp/kelp-old" ""`), and
 words `NAME=VALUE` go to the gateway's environment (`"KELP_LOG_WRITERS=8"`). Per run it prints records/s,
 the tool's p99, and, from the first to the last fifth of a second in which the gateway used more
-than a quarter of a core (`run.measured`: a JVM client's start-up is left out), the gateway's CPU
+than a tenth of a core (`run.measured`: a JVM client's start-up is left out), the gateway's CPU
 seconds and the whole machine's busy and iowait CPU seconds (on a small machine the client's share
 decides much). Needs what bench/run.sh installs (the Kafka
 jars: `bash tests/install.sh system kafka`) and a release build of `kelp`.

@@ -131,8 +131,9 @@ def measured(pid, fn):
     seconds, from the first to the last fifth of a second in which the server used more than a
     tenth of a core (so a client's start-up, a JVM's, before it connects is left out, as the
     rate it reports leaves it out; the kernel counts CPU time in hundredths of a second). Read the
-    figures as rates (cores used) over that window: a slow start of the client may fall outside it. Why: on a small machine the client's own CPU decides how fast any
-    server can be measured (see cpu_report)."""
+    figures as rates (cores used) over that window: a slow start of the client may fall outside
+    it. Why: on a small machine the client's own CPU bounds how fast any server can be measured
+    (see cpu_report)."""
     samples, stop = [], threading.Event()
 
     def sample():
@@ -579,9 +580,10 @@ def cpu_report(rows):
     """Where the machine's CPU went in the acks=all produce runs (the median run's figures): the
     server's microseconds a record, the rest of the machine's (the client, and kernel threads such
     as writeback), how busy all cores were, and the ceiling: the rate at which the rest alone would
-    keep every core busy, had the server cost nothing. Why: on 2 cores ProducerPerformance used
-    10-12 s of CPU per 1M records, so the client, not the server, bounds what any server can be
-    measured at; the ceiling over Kafka's rate bounds the ratio a run can show."""
+    keep every core busy, had the server cost nothing. Why: on 2 cores ProducerPerformance and the
+    rest of the machine take about 10 µs of CPU a record whatever the server, so the client bounds
+    what any server can be measured at; the ceiling over Kafka's rate bounds the ratio a run can
+    show, and how busy the cores were tells a server that waits from one that computes."""
     cores = os.cpu_count() or 1
     kafka = next((r for r in rows if r["system"] == "kafka"), {})
     lines = []
