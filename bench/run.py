@@ -8,6 +8,11 @@ Run through bench/run.sh, which builds and installs what this needs. Systems (--
                     write), for a like-for-like comparison with Kafka
   kafka             Apache Kafka 4.4 KRaft single node (combined mode) from the Maven jars, on the
                     installed Java; its default durability: page cache, no fsync per write
+  kafka-fsync       the same with log.flush.interval.messages=1: an fsync after every append, before
+                    its answer. At acks=all that is the durability of Kelp's default, for a
+                    like-for-like row beside `kelp` (at acks=1 it still fsyncs, and Kelp does not).
+                    Not in the default set: it adds about 5 minutes (its acks=1 runs and
+                    warm-up fsync too)
   tansu             Tansu (bench/tansu), memory storage, reached through bench/smq/kafka_shim.py
                     (it cannot parse the ApiVersions v5 of Kafka 4.4 clients)
   smq               Kelp on SMQ and SeaweedFS's Go gateway on one `weed` (bench/smq/gateways.sh,
@@ -184,7 +189,7 @@ def start_kelp(binary, work, _args, extra=()):
     return proc, port, []
 
 
-def start_kafka(_binary, work, _args):
+def start_kafka(_binary, work, _args, extra=""):
     port, controller = free_port(), free_port()
     props = work / "server.properties"
     props.write_text(f"""process.roles=broker,controller
@@ -204,7 +209,7 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-""")
+{extra}""")
     # the heap of bin/kafka-server-start.sh
     jvm = ["java", "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
            f"-Dlog4j2.configurationFile={ROOT / 'tests/golden/broker/log4j2.yaml'}", "-cp", f"{LIBS}/*"]
@@ -516,7 +521,9 @@ def report(rows, args, started, machine):
            "throughput, lower for latency and resources); the Go gateway's is to Kelp on SMQ.",
            "", "Durability: kelp and kelp-smol fsync before answering acks=all; kelp-nofsync is kelp "
            "with --fsync-acks-all false, which like Apache Kafka leaves writes in the page cache (Kafka's "
-           "default); Tansu keeps records in memory; on SMQ the broker "
+           "default); kafka-fsync is Kafka with log.flush.interval.messages=1, an fsync after every "
+           "append before its answer (at acks=all Kelp's default durability, at acks=1 more); Tansu "
+           "keeps records in memory; on SMQ the broker "
            "acknowledges from memory and flushes every few seconds (docs/smq.md).", ""]
 
     def get(r, phase, field):
@@ -567,6 +574,7 @@ def report(rows, args, started, machine):
                    f" | {fmt_num(r.get('cpu_s'), 1)}{ratio(r.get('cpu_s'), b.get('cpu_s'))} |")
     out += ["", "(SMQ rows: the gateway process alone, over the SMQ workloads (--smq-records records), "
             "with ratios to Kelp on SMQ; the `weed` server they share is not counted)"]
+    out += targets_report(rows)
     out += cpu_report(rows)
     errors = [(r["system"], k, v) for r in rows for k, v in r["errors"].items()]
     if errors:
@@ -574,6 +582,70 @@ def report(rows, args, started, machine):
         for system, phase, why in errors:
             out.append(f"- {system}, {phase}: " + why.replace("\n", "\n  "))
     return "\n".join(out) + "\n"
+
+
+# The issue's targets: (what, phase, field within the phase, the ratio Kelp must reach, higher is
+# better). Ratios are Kelp's figure over the peer's.
+TARGETS = [("acks=all produce, perf", "produce_all", None, 1.5, True),
+           ("acks=all produce, librdkafka", "rd_produce", None, 1.5, True),
+           ("consume, perf", "consume", None, 1.0, True),
+           ("consume, librdkafka", "rd_consume", None, 1.0, True),
+           ("p99 produce-ack at the fixed rate, perf", "perf_latency", None, 0.5, False),
+           ("p99 produce-ack at the fixed rate, librdkafka", "rd_latency", "ack", 0.5, False),
+           ("peak RSS", None, None, 0.1, False)]
+
+# (Kelp's row, the peer's row, what the two have in common)
+PAIRS = [("kelp", "kafka", "each its default: Kelp fsyncs before an acks=all answer, Kafka does not"),
+         ("kelp-nofsync", "kafka", "page cache, no fsync per write (Kafka's default)"),
+         ("kelp", "kafka-fsync", "an fsync before every acks=all answer (Kelp's default)")]
+
+
+def targets_report(rows):
+    """The targets as ratios, for each pairing of a Kelp row with a Kafka row that this run has:
+    the two defaults, and the two like-for-like durabilities. Why: Kelp's default is stronger than
+    Kafka's, so the default pairing mixes what durability costs with what the server costs."""
+    by = {r["system"]: r for r in rows}
+
+    def figure(r, phase, sub):
+        if phase is None:
+            return r.get("peak_rss_mb")
+        d = r.get(phase) or {}
+        if phase.endswith("latency"):
+            d = d.get(sub) or {} if sub else d
+            return d.get("p99_ms")
+        return d.get("rate")
+
+    pairs = [(k, p, why) for k, p, why in PAIRS if k in by and p in by]
+    if not pairs:
+        return []
+    out = ["", "## The targets, pairing by durability", "",
+           "Kelp's figure over the peer's; a target holds at the ratio shown or better (perf latencies "
+           "are whole milliseconds, as ProducerPerformance prints them).", ""]
+    for k, p, why in pairs:
+        out.append(f"- `{k}` against `{p}`: {why}")
+    out += ["", "| target | " + " | ".join(f"{k} / {p}" for k, p, _ in pairs) + " |",
+            "|---|" + "---|" * len(pairs)]
+    for name, phase, sub, goal, higher in TARGETS:
+        cells = []
+        for k, p, _ in pairs:
+            a, b = figure(by[k], phase, sub), figure(by[p], phase, sub)
+            if a is None or not b:
+                cells.append("n/a")
+                continue
+            r = a / b
+            holds = r >= goal if higher else r <= goal
+            cells.append(f"{r:.2f}x, " + ("holds" if holds else "short"))
+        out.append(f"| {name} ({'≥' if higher else '≤'} {goal}x) | " + " | ".join(cells) + " |")
+    smq, go = by.get("kelp on SMQ"), by.get("Go gateway on SMQ")
+    if smq and go:
+        ratios = [smq[ph]["rate"] / go[ph]["rate"] for ph in ("produce_all", "produce_1", "consume",
+                                                              "rd_produce", "rd_produce_1", "rd_consume")
+                  if (smq.get(ph) or {}).get("rate") and (go.get(ph) or {}).get("rate")]
+        if ratios:
+            out += ["", f"Kelp on SMQ over the Go gateway (≥ 3x): {min(ratios):.2f}x to {max(ratios):.2f}x "
+                    f"over the {len(ratios)} throughput workloads, "
+                    + ("holds" if min(ratios) >= 3 else "short") + "."]
+    return out
 
 
 def cpu_report(rows):
@@ -733,7 +805,16 @@ def main():
     ap.add_argument("--python", default=sys.executable, help="a Python with confluent-kafka")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, tool outputs)")
+    ap.add_argument("--report", type=Path, metavar="JSON",
+                    help="measure nothing: write the report (.md, .png) of a run's .json again, with this "
+                         "version's tables")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        kept = argparse.Namespace(**{k: int(v) if v.isdigit() else v for k, v in saved["args"].items()})
+        started = datetime.datetime.fromisoformat(saved["started"])
+        print(write_report(saved["rows"], kept, started, saved["machine"], args.report.with_suffix("")))
+        return
     started = datetime.datetime.now(datetime.timezone.utc)
     base = Path(tempfile.mkdtemp(prefix="kelp-bench-"))
     machine = machine_description(base)
@@ -741,7 +822,10 @@ def main():
     starters = {"kelp": (start_kelp, args.bin_dir / "kelp"), "kelp-smol": (start_kelp, args.bin_dir / "kelp-smol"),
                 "kelp-nofsync": (lambda b, w, a: start_kelp(b, w, a, ["--fsync-acks-all", "false"]),
                                  args.bin_dir / "kelp"),
-                "kafka": (start_kafka, None), "tansu": (start_tansu, None)}
+                "kafka": (start_kafka, None),
+                # an fsync after every append, as Kelp's default does before an acks=all answer
+                "kafka-fsync": (lambda b, w, a: start_kafka(b, w, a, "log.flush.interval.messages=1\n"), None),
+                "tansu": (start_tansu, None)}
     rows = []
     for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
         t0 = time.monotonic()
@@ -755,6 +839,19 @@ def main():
         say(f"{name}: done in {time.monotonic() - t0:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{started:%Y-%m-%d-%H%M}-{platform.node()}"
+    stem.with_suffix(".json").write_text(json.dumps({"started": started.isoformat(), "machine": machine,
+                                                     "args": {k: str(v) for k, v in vars(args).items()},
+                                                     "rows": rows}, indent=2))
+    say(f"written: {stem}.json")
+    print(write_report(rows, args, started, machine, stem))
+    if args.keep:
+        say(f"work dir kept: {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def write_report(rows, args, started, machine, stem):
+    """Writes `stem`.md and `stem`.png; returns the Markdown."""
     text = report(rows, args, started, machine)
     why = chart(rows, stem.with_suffix(".png"))
     if why is None:
@@ -762,15 +859,8 @@ def main():
     else:
         text += f"\n({why})\n"
     stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({"started": started.isoformat(), "machine": machine,
-                                                     "args": {k: str(v) for k, v in vars(args).items()},
-                                                     "rows": rows}, indent=2))
-    print(text)
-    say(f"written: {stem}.md, .json" + ("" if why else ", .png"))
-    if args.keep:
-        say(f"work dir kept: {base}")
-    else:
-        shutil.rmtree(base, ignore_errors=True)
+    say(f"written: {stem}.md" + ("" if why else ", .png"))
+    return text
 
 
 if __name__ == "__main__":
