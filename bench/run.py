@@ -811,7 +811,10 @@ def main():
     args = ap.parse_args()
     if args.report:
         saved = json.loads(args.report.read_text())
-        kept = argparse.Namespace(**{k: int(v) if v.isdigit() else v for k, v in saved["args"].items()})
+        # (a run older than an option ran as without it: no warm-up, one run of each workload)
+        kept = {**vars(ap.parse_args([])), "warmup": 0, "repeat": 1}
+        kept.update({k: int(v) if v.isdigit() else v for k, v in saved["args"].items()})
+        kept = argparse.Namespace(**kept)
         started = datetime.datetime.fromisoformat(saved["started"])
         print(write_report(saved["rows"], kept, started, saved["machine"], args.report.with_suffix("")))
         return
