@@ -500,6 +500,10 @@ def ratio(v, ref):
     return "" if v is None or not ref else f" ({v / ref:.2f}x)"
 
 
+# The throughput workloads, in the report's column order.
+THROUGHPUT_PHASES = ("produce_all", "produce_1", "consume", "rd_produce", "rd_produce_1", "rd_consume")
+
+
 def report(rows, args, started, machine):
     ref = next((r for r in rows if r["system"] == "kelp"), {})
     smq_ref = next((r for r in rows if r["system"] == "kelp on SMQ"), {})
@@ -538,7 +542,7 @@ def report(rows, args, started, machine):
             "|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
-        for phase in ("produce_all", "produce_1", "consume", "rd_produce", "rd_produce_1", "rd_consume"):
+        for phase in THROUGHPUT_PHASES:
             v, mb = get(r, phase, "rate"), get(r, phase, "mb_s")
             if v is None:
                 cells.append("failed" if phase in r["errors"] else "not run")
@@ -638,8 +642,7 @@ def targets_report(rows):
         out.append(f"| {name} ({'≥' if higher else '≤'} {goal}x) | " + " | ".join(cells) + " |")
     smq, go = by.get("kelp on SMQ"), by.get("Go gateway on SMQ")
     if smq and go:
-        ratios = [smq[ph]["rate"] / go[ph]["rate"] for ph in ("produce_all", "produce_1", "consume",
-                                                              "rd_produce", "rd_produce_1", "rd_consume")
+        ratios = [smq[ph]["rate"] / go[ph]["rate"] for ph in THROUGHPUT_PHASES
                   if (smq.get(ph) or {}).get("rate") and (go.get(ph) or {}).get("rate")]
         if ratios:
             out += ["", f"Kelp on SMQ over the Go gateway (≥ 3x): {min(ratios):.2f}x to {max(ratios):.2f}x "
