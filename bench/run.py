@@ -559,9 +559,9 @@ def report(rows, args, started, machine):
         cells = []
         for phase, sub in (("perf_latency", None), ("rd_latency", "ack"), ("rd_latency", "e2e")):
             d = r.get(phase) or {}
-            d = d.get(sub) or {} if sub else d
+            d = (d.get(sub) or {}) if sub else d
             ref_d = (ref.get(phase) or {})
-            ref_d = ref_d.get(sub) or {} if sub else ref_d
+            ref_d = (ref_d.get(sub) or {}) if sub else ref_d
             if not d:
                 cells.append("failed" if phase in r["errors"] else "not run")
             else:
@@ -615,7 +615,7 @@ def targets_report(rows):
             return r.get("peak_rss_mb")
         d = r.get(phase) or {}
         if phase.endswith("latency"):
-            d = d.get(sub) or {} if sub else d
+            d = (d.get(sub) or {}) if sub else d
             return d.get("p99_ms")
         return d.get("rate")
 
